@@ -1,0 +1,5 @@
+//! The `usersvc` binary: everything happens in `usersvc::cli`.
+
+fn main() -> std::process::ExitCode {
+    usersvc::cli::main()
+}
