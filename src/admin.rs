@@ -16,9 +16,10 @@ use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 
 use crate::api::fields;
-use crate::auth::{self, api_key, password};
+use crate::api::keys as key_api;
+use crate::auth::{self, password};
 use crate::clock::{Micros, iso};
-use crate::db::{self, Db, keys, orgs, users};
+use crate::db::{self, Db, keys, orgs, sessions, two_factor, users};
 use crate::error::{Error, Result};
 use crate::model::{ApiKeyOut, OrgRow, OrgSummary, TeamBasic, UserOut, UserRow};
 
@@ -35,11 +36,6 @@ const TEAM_NAME_MAX_LENGTH: usize = 200;
 /// Django's `first_name` / `last_name` limit.
 const NAME_MAX_LENGTH: usize = 150;
 const PASSWORD_MAX_LENGTH: usize = 128;
-const KEY_LABEL_MAX_LENGTH: usize = 40;
-const MAX_KEYS_PER_USER: i64 = 10;
-/// The reference's message for an 11th key.
-const TOO_MANY_KEYS: &str =
-    "You can only have 10 personal API keys. Remove an existing key before creating a new one.";
 /// Rows per write transaction when seeding: large enough that fsyncs do not dominate, small
 /// enough that the server's writes are not held up for long.
 const SEED_BATCH: u64 = 50_000;
@@ -107,23 +103,6 @@ fn build_user_out(
         is_active: Some(is_active),
         ..out
     })
-}
-
-fn table_exists(conn: &Connection, name: &str) -> Result<bool> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
-        .exists([name])?)
-}
-
-/// Deletes a user's rows from a table a later migration adds (sessions, 2FA), if it exists yet.
-fn delete_user_rows_if_table(conn: &Connection, table: &'static str, user_id: i64) -> Result<()> {
-    if table_exists(conn, table)? {
-        conn.execute(
-            &format!("DELETE FROM {table} WHERE user_id = ?1"),
-            [user_id],
-        )?;
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -458,7 +437,7 @@ pub fn set_password(db: &Db, who: &str, password: &str) -> Result<UserOut> {
     db.write_blocking(move |conn| {
         let user = find_user(conn, &who)?;
         users::set_password(conn, user.id, &hash)?;
-        delete_user_rows_if_table(conn, "sessions", user.id)?;
+        sessions::delete_for_user(conn, user.id, None)?;
         let row = users::get(conn, user.id)?.ok_or_else(|| no_match("user", &who))?;
         user_out(conn, row)
     })
@@ -472,7 +451,7 @@ pub fn set_active(db: &Db, who: &str, active: bool) -> Result<UserOut> {
         let user = find_user(conn, &who)?;
         users::set_active(conn, user.id, active)?;
         if !active {
-            delete_user_rows_if_table(conn, "sessions", user.id)?;
+            sessions::delete_for_user(conn, user.id, None)?;
         }
         let row = users::get(conn, user.id)?.ok_or_else(|| no_match("user", &who))?;
         user_out(conn, row)
@@ -495,8 +474,7 @@ pub fn reset_2fa(db: &Db, who: &str) -> Result<UserOut> {
     let who = who.to_owned();
     db.write_blocking(move |conn| {
         let user = find_user(conn, &who)?;
-        delete_user_rows_if_table(conn, "totp_devices", user.id)?;
-        delete_user_rows_if_table(conn, "backup_codes", user.id)?;
+        two_factor::delete_all(conn, user.id)?;
         user_out(conn, user)
     })
 }
@@ -505,21 +483,20 @@ pub fn reset_2fa(db: &Db, who: &str) -> Result<UserOut> {
 // Personal API keys
 // ---------------------------------------------------------------------------------------------
 
-/// `--scopes`: comma-separated, trimmed, duplicates removed (SPEC §10.3).
+/// `--scopes`: comma-separated and trimmed, then the API's scope rules (SPEC §10.3).
 pub fn parse_scopes(text: &str) -> Result<Vec<String>> {
-    let items = text.split(',').map(str::trim).filter(|s| !s.is_empty());
-    api_key::parse_scopes(items).map_err(|bad| match bad {
-        None => refused("This list may not be empty."),
-        Some(scope) => refused(format!("Invalid scope: {scope}")),
-    })
+    key_api::check_scopes(text.split(',').map(str::trim).filter(|s| !s.is_empty()))
 }
 
-/// Returns the trimmed label.
+/// The API's label rule; returns the trimmed label. The message names the field, since the
+/// CLI has no `attr` to show.
 pub fn validate_key_label(label: &str) -> Result<String> {
-    blank_or_too_long(label, "label", KEY_LABEL_MAX_LENGTH)
+    key_api::validate_label(&serde_json::Value::String(label.to_owned()))
+        .map_err(|e| refused(format!("label: {}", e.detail())))
 }
 
-/// Creates a personal API key; the result is the only place its value ever appears.
+/// Creates a personal API key with the API's rules (the per-user limit included); the result
+/// is the only place its value ever appears.
 pub fn create_key(
     db: &Db,
     who: &str,
@@ -527,16 +504,15 @@ pub fn create_key(
     scopes: Vec<String>,
     now: Micros,
 ) -> Result<ApiKeyOut> {
-    let label = validate_key_label(label)?;
+    let new = key_api::NewKey {
+        label: validate_key_label(label)?,
+        scopes: key_api::check_scopes(scopes.iter().map(String::as_str))?,
+        scoping: keys::Scoping::default(),
+    };
     let who = who.to_owned();
     db.write_blocking(move |conn| {
         let user = find_user(conn, &who)?;
-        if keys::count_for_user(conn, user.id)? >= MAX_KEYS_PER_USER {
-            return Err(refused(TOO_MANY_KEYS));
-        }
-        let value = api_key::generate();
-        let row = keys::insert(conn, user.id, &label, &value, &scopes, now)?;
-        Ok(row.to_out(Some(value)))
+        key_api::insert_key(conn, user.id, &new, now)
     })
 }
 
@@ -591,9 +567,12 @@ pub fn bootstrap(db: &Db, now: Micros) -> Result<Option<String>> {
             },
             now,
         )?;
-        let value = api_key::generate();
-        keys::insert(conn, id, "bootstrap", &value, &["*".to_owned()], now)?;
-        Ok(Some(value))
+        let key = crate::api::keys::NewKey {
+            label: "bootstrap".into(),
+            scopes: vec!["*".into()],
+            scoping: keys::Scoping::default(),
+        };
+        Ok(crate::api::keys::insert_key(conn, id, &key, now)?.value)
     })
 }
 
@@ -883,22 +862,9 @@ pub fn migrate(db_path: &Path) -> Result<MigrationReport> {
     migration_status(db_path)
 }
 
-/// Applied and pending migrations, changing nothing. A file migrated by a newer usersvc is an
-/// error here too, rather than a status that silently leaves out the unknown versions.
+/// Applied and pending migrations, changing nothing.
 pub fn migration_status(db_path: &Path) -> Result<MigrationReport> {
     let status = db::migration_status(db_path)?;
-    let newest_known = status
-        .applied
-        .iter()
-        .chain(&status.pending)
-        .map(|(v, _)| *v)
-        .max()
-        .unwrap_or(0);
-    if let Some(newest) = newest_applied(db_path)?
-        && newest > newest_known
-    {
-        return Err(Error::SchemaTooNew(newest));
-    }
     let out = |list: Vec<(i64, String)>| {
         list.into_iter()
             .map(|(version, name)| MigrationOut { version, name })
@@ -908,22 +874,6 @@ pub fn migration_status(db_path: &Path) -> Result<MigrationReport> {
         applied: out(status.applied),
         pending: out(status.pending),
     })
-}
-
-fn newest_applied(db_path: &Path) -> Result<Option<i64>> {
-    if !db_path.is_file() {
-        return Ok(None);
-    }
-    let conn = Connection::open_with_flags(db_path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    if !table_exists(&conn, "refinery_schema_history")? {
-        return Ok(None);
-    }
-    Ok(conn.query_row(
-        "SELECT max(version) FROM refinery_schema_history",
-        [],
-        |r| r.get(0),
-    )?)
 }
 
 #[cfg(test)]

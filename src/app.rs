@@ -10,6 +10,7 @@ use crate::clock::{Clock, Micros};
 use crate::config::ServeConfig;
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::mail::Mailer;
 
 #[derive(Clone)]
 pub struct App {
@@ -21,19 +22,26 @@ pub struct App {
     /// One permit per core: at most that many password hashes run at once (SPEC §4.2).
     hash_permits: Arc<Semaphore>,
     pub throttles: Arc<Throttles>,
+    pub mailer: Mailer,
 }
 
 impl App {
-    pub fn new(db: Db, clock: Clock, config: ServeConfig, bound: SocketAddr) -> Self {
+    pub fn new(db: Db, clock: Clock, config: ServeConfig, bound: SocketAddr) -> Result<Self> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        App {
+        let site_url = config
+            .site_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"));
+        let mailer = Mailer::new(&config, site_url)?;
+        Ok(App {
             db,
             clock,
             config: Arc::new(config),
             bound,
             hash_permits: Arc::new(Semaphore::new(cores)),
             throttles: Arc::new(Throttles::default()),
-        }
+            mailer,
+        })
     }
 
     /// Runs a password hash or verification on the blocking pool, one per core at a time, so a
@@ -82,5 +90,58 @@ impl Throttles {
         }
         events.push(now);
         Ok(())
+    }
+}
+
+impl Throttles {
+    /// Failures of `key` within the last `window_secs`.
+    pub fn failures(&self, kind: &'static str, key: &str, window_secs: i64, now: Micros) -> usize {
+        let window = window_secs * 1_000_000;
+        self.windows.lock().map_or(0, |mut map| {
+            let Some(events) = map.get_mut(&(kind, key.to_owned())) else {
+                return 0;
+            };
+            events.retain(|&t| t > now - window);
+            events.len()
+        })
+    }
+
+    pub fn record_failure(&self, kind: &'static str, key: &str, now: Micros) {
+        if let Ok(mut map) = self.windows.lock() {
+            map.entry((kind, key.to_owned())).or_default().push(now);
+        }
+    }
+
+    /// Forgets `key`'s failures (a success resets the count).
+    pub fn clear(&self, kind: &'static str, key: &str) {
+        if let Ok(mut map) = self.windows.lock() {
+            map.remove(&(kind, key.to_owned()));
+        }
+    }
+
+    /// True while `key` has `limit` consecutive failures and the `limit`-th is less than
+    /// `lock_secs` old; once the lock has passed, the streak starts over.
+    pub fn streak_locked(
+        &self,
+        kind: &'static str,
+        key: &str,
+        limit: usize,
+        lock_secs: i64,
+        now: Micros,
+    ) -> bool {
+        let Ok(mut map) = self.windows.lock() else {
+            return true;
+        };
+        let Some(events) = map.get_mut(&(kind, key.to_owned())) else {
+            return false;
+        };
+        match events.get(limit.saturating_sub(1)) {
+            Some(&nth) if now < nth + lock_secs * 1_000_000 => true,
+            Some(_) => {
+                events.clear();
+                false
+            }
+            None => false,
+        }
     }
 }

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::admin;
 use crate::clock::system_now;
-use crate::config::{ServeConfig, default_db_path};
+use crate::config::{MailTransport, ServeConfig, default_db_path};
 use crate::db::Db;
 use crate::error::Error;
 use crate::model::{ApiKeyOut, OrgSummary, TeamBasic, UserOut};
@@ -137,6 +137,69 @@ struct ServeArgs {
         value_parser = parse_duration
     )]
     shutdown_timeout: Duration,
+    /// Write every outgoing message as an .eml file into DIR (turns email on)
+    #[arg(
+        long,
+        env = "USERSVC_MAIL_DIR",
+        value_name = "DIR",
+        conflicts_with = "smtp_url"
+    )]
+    mail_dir: Option<PathBuf>,
+    /// Send mail through smtp[s]://user@host:port (turns email on). A password in the URL is
+    /// accepted only from the USERSVC_SMTP_URL environment variable, never from argv.
+    #[arg(long, value_name = "URL")]
+    smtp_url: Option<String>,
+    /// File holding the SMTP password
+    #[arg(long, env = "USERSVC_SMTP_PASSWORD_FILE", value_name = "FILE")]
+    smtp_password_file: Option<PathBuf>,
+    /// From: address of outgoing mail (default usersvc@<site-url host>)
+    #[arg(long, env = "USERSVC_MAIL_FROM", value_name = "ADDRESS")]
+    mail_from: Option<String>,
+    /// Sessions end after this long without a request
+    #[arg(
+        long,
+        env = "USERSVC_SESSION_IDLE_TIMEOUT",
+        default_value = "14d",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    session_idle_timeout: Duration,
+    /// Sessions older than this must log in again for sensitive actions
+    #[arg(
+        long,
+        env = "USERSVC_REAUTH_AFTER",
+        default_value = "2h",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    reauth_after: Duration,
+    /// How long a login waits for its second factor
+    #[arg(
+        long,
+        env = "USERSVC_PENDING_LOGIN_TTL",
+        default_value = "10m",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pending_login_ttl: Duration,
+    /// How long a started 2FA setup can be confirmed
+    #[arg(
+        long,
+        env = "USERSVC_TOTP_SETUP_TTL",
+        default_value = "10m",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    totp_setup_ttl: Duration,
+    /// Lifetime of emailed verification and reset tokens
+    #[arg(
+        long,
+        env = "USERSVC_TOKEN_TTL",
+        default_value = "24h",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    token_ttl: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -404,9 +467,55 @@ fn serve(db: Option<PathBuf>, json: bool, args: ServeArgs) -> Result<ExitCode, F
         header_timeout: args.header_timeout,
         shutdown_timeout: args.shutdown_timeout,
         json,
+        mail: mail_transport(args.mail_dir, args.smtp_url, args.smtp_password_file)?,
+        mail_from: args.mail_from,
+        session_idle_timeout: args.session_idle_timeout,
+        reauth_after: args.reauth_after,
+        pending_login_ttl: args.pending_login_ttl,
+        totp_setup_ttl: args.totp_setup_ttl,
+        token_ttl: args.token_ttl,
     };
     crate::server::serve(config)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Email is configured when a mail directory or an SMTP URL is given. The SMTP URL comes from
+/// `--smtp-url` (which must carry no password: argv is visible to every user of the machine)
+/// or from `USERSVC_SMTP_URL`; the password from that variable's URL or from a file.
+fn mail_transport(
+    dir: Option<PathBuf>,
+    flag_url: Option<String>,
+    password_file: Option<PathBuf>,
+) -> Result<Option<MailTransport>, Failure> {
+    if let Some(dir) = dir {
+        return Ok(Some(MailTransport::Dir(dir)));
+    }
+    if flag_url.as_deref().is_some_and(smtp_url_has_password) {
+        return Err(Failure {
+            code: 2,
+            message: "--smtp-url must not contain a password; use USERSVC_SMTP_URL or --smtp-password-file".into(),
+        });
+    }
+    let Some(url) = flag_url.or_else(|| std::env::var("USERSVC_SMTP_URL").ok()) else {
+        return Ok(None);
+    };
+    let password = match password_file {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        None => None,
+    };
+    Ok(Some(MailTransport::Smtp { url, password }))
+}
+
+/// `smtp://user:secret@host` carries a password in its userinfo part.
+fn smtp_url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
 fn migrate(db: Option<PathBuf>, json: bool, status_only: bool) -> Result<ExitCode, Failure> {

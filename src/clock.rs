@@ -73,3 +73,35 @@ mod tests {
         assert_eq!(iso(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
     }
 }
+
+/// RFC 5322 date for mail headers, e.g. `Fri, 27 Nov 2026 10:07:15 +0000`.
+pub fn rfc5322(micros: Micros) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = micros.div_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} +0000",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod mail_date_tests {
+    #[test]
+    fn formats_rfc5322_dates() {
+        assert_eq!(super::rfc5322(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            super::rfc5322(1_795_774_035_000_000),
+            "Fri, 27 Nov 2026 10:07:15 +0000"
+        );
+    }
+}

@@ -21,6 +21,31 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// Print `{"listening": …}` instead of the `listening on` line.
     pub json: bool,
+    /// Where outgoing mail goes; `None` means email is not configured.
+    pub mail: Option<MailTransport>,
+    /// The `From:` address (default `usersvc@<site-url host>`).
+    pub mail_from: Option<String>,
+    /// Sessions end after this long without a request.
+    pub session_idle_timeout: Duration,
+    /// Sessions older than this need a fresh login for sensitive actions.
+    pub reauth_after: Duration,
+    /// How long a login waits for its second factor.
+    pub pending_login_ttl: Duration,
+    /// How long a started 2FA setup can be confirmed.
+    pub totp_setup_ttl: Duration,
+    /// Lifetime of emailed verification and reset tokens.
+    pub token_ttl: Duration,
+}
+
+/// Outgoing mail: files in a directory (development, tests) or an SMTP server.
+#[derive(Debug, Clone)]
+pub enum MailTransport {
+    Dir(PathBuf),
+    /// `smtp[s]://user@host:port`; the password comes from the environment or a file.
+    Smtp {
+        url: String,
+        password: Option<String>,
+    },
 }
 
 impl ServeConfig {
@@ -35,6 +60,13 @@ impl ServeConfig {
             header_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
             json: false,
+            mail: None,
+            mail_from: None,
+            session_idle_timeout: Duration::from_secs(14 * 86_400),
+            reauth_after: Duration::from_secs(2 * 3600),
+            pending_login_ttl: Duration::from_secs(600),
+            totp_setup_ttl: Duration::from_secs(600),
+            token_ttl: Duration::from_secs(86_400),
         }
     }
 }

@@ -24,6 +24,9 @@ pub enum Error {
     /// 401 `not_authenticated`.
     #[error("authentication credentials were not provided")]
     NotAuthenticated,
+    /// 401 `2fa_required`: the password was right, the login now waits for a second factor.
+    #[error("2FA is required")]
+    SecondFactorRequired,
     /// 401 `authentication_failed` for a bad personal API key.
     #[error("personal API key is invalid")]
     BadApiKey,
@@ -102,7 +105,9 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Validation { .. } | Error::Parse(_) => StatusCode::BAD_REQUEST,
-            Error::NotAuthenticated | Error::BadApiKey => StatusCode::UNAUTHORIZED,
+            Error::NotAuthenticated | Error::BadApiKey | Error::SecondFactorRequired => {
+                StatusCode::UNAUTHORIZED
+            }
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::NotFound | Error::EndpointNotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -121,9 +126,10 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Validation { .. } => "validation_error",
-            Error::NotAuthenticated | Error::BadApiKey | Error::Forbidden { .. } => {
-                "authentication_error"
-            }
+            Error::NotAuthenticated
+            | Error::BadApiKey
+            | Error::SecondFactorRequired
+            | Error::Forbidden { .. } => "authentication_error",
             Error::Parse(_)
             | Error::NotFound
             | Error::EndpointNotFound
@@ -146,6 +152,7 @@ impl Error {
             Error::Parse(_) => "parse_error",
             Error::NotAuthenticated => "not_authenticated",
             Error::BadApiKey => "authentication_failed",
+            Error::SecondFactorRequired => "2fa_required",
             Error::Forbidden { code, .. } => code,
             Error::NotFound | Error::EndpointNotFound => "not_found",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
@@ -167,6 +174,7 @@ impl Error {
             Error::BadApiKey => {
                 "Personal API key found in request Authorization header is invalid.".into()
             }
+            Error::SecondFactorRequired => "2FA is required.".into(),
             Error::Forbidden { detail, .. } => detail.to_string(),
             Error::NotFound => "Not found.".into(),
             Error::EndpointNotFound => "Endpoint not found.".into(),

@@ -24,5 +24,6 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod mail;
 pub mod model;
 pub mod server;

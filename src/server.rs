@@ -75,7 +75,7 @@ pub async fn bind(config: ServeConfig, clock: Clock) -> Result<(TcpListener, App
         .await
         .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
     let bound = listener.local_addr()?;
-    Ok((listener, App::new(db, clock, config, bound)))
+    Ok((listener, App::new(db, clock, config, bound)?))
 }
 
 /// `usersvc serve`: migrate, bootstrap on an empty database, print the address, serve until
@@ -139,5 +139,6 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

@@ -9,10 +9,11 @@ use serde_json::{Map, Value};
 use super::{Caller, Target, fields};
 use crate::app::App;
 use crate::auth::password;
-use crate::db::{orgs, users};
+use crate::db::{email_tokens, orgs, sessions, users};
 use crate::error::{Error, Result};
-use crate::http::RequestInfo;
 use crate::http::body::{self, Body};
+use crate::http::{RequestInfo, micros};
+use crate::mail::messages;
 use crate::model::{UserOut, UserRow};
 
 const DEFAULT_LIMIT: i64 = 100;
@@ -31,7 +32,7 @@ const ROLES: &[&str] = &[
 
 /// The user object as `caller` sees it; a lazily chosen org/team is persisted in the background.
 fn user_object(app: &App, user: UserRow, caller: &Caller) -> Result<UserOut> {
-    let sensitive = caller.sensitive_session_expires_at();
+    let sensitive = caller.sensitive_session_expires_at(app);
     let (out, chosen) = app.db.read(|conn| users::object(conn, user, sensitive))?;
     persist_choice(app, out.id, chosen);
     Ok(out)
@@ -75,7 +76,7 @@ pub async fn list(app: &App, caller: &Caller, info: &RequestInfo) -> Result<Resp
         include_inactive: false,
     };
 
-    let sensitive = caller.sensitive_session_expires_at();
+    let sensitive = caller.sensitive_session_expires_at(app);
     let (count, results, chosen) = app
         .db
         .read_blocking(move |conn| {
@@ -220,7 +221,23 @@ fn does_not_exist(attr: &str, value: &str) -> Error {
     )
 }
 
-/// `PATCH`/`PUT /api/users/{uuid|@me}/` (reference §5.3, SPEC §3.6 and §10.1 steps 7–15).
+/// Body keys that a session older than `--reauth-after` may still change (upstream's
+/// `time_sensitive_allow_if_only_fields`).
+const ALLOWED_WITH_OLD_SESSION: [&str; 8] = [
+    "theme_mode",
+    "set_current_organization",
+    "set_current_team",
+    "allow_sidebar_suggestions",
+    "shortcut_position",
+    "has_seen_product_intro_for",
+    "events_column_config",
+    "role_at_organization",
+];
+
+/// How recent a login must be to change the email without `current_password`.
+const FRESH_LOGIN: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `PATCH`/`PUT /api/users/{uuid|@me}/` (reference §5.3, SPEC §3.6 and §10.1 steps 6–15).
 pub async fn update(
     app: &App,
     caller: &Caller,
@@ -230,23 +247,41 @@ pub async fn update(
 ) -> Result<Response<Body>> {
     let user = target.user().clone();
     let now = app.clock.now();
+    let email_change = match body.get("email") {
+        Some(Value::String(e)) => users::email_key(e) != users::email_key(&user.email),
+        _ => false,
+    };
+    let has_current_password = body
+        .get("current_password")
+        .is_some_and(|v| v.as_str().is_some_and(|s| !s.trim().is_empty()));
 
-    // 7. Writes carrying `current_password` are throttled per user.
+    // 6. Recent authentication: an old session may only change the allow-listed fields; an
+    // email change needs a login within 5 minutes or the current password.
+    if !caller.is_key() {
+        let only_allowed = !body.is_empty()
+            && body
+                .keys()
+                .all(|k| ALLOWED_WITH_OLD_SESSION.contains(&k.as_str()));
+        if !only_allowed {
+            caller.require_recent_login(app)?;
+        }
+        if email_change && !has_current_password && !caller.logged_in_within(app, FRESH_LOGIN) {
+            return Err(Error::Forbidden {
+                code: "sensitive_action_required_reauth",
+                detail: "Confirm it's you before changing your email.".into(),
+            });
+        }
+    }
+    // 7. Writes carrying `current_password` are throttled per caller.
     if body.contains_key("current_password") {
         app.throttles
-            .hit("current_password", &user.id.to_string(), 5, 60, now)?;
+            .hit("current_password", &caller.user.id.to_string(), 5, 60, now)?;
     }
     // 10. A key may not change email or password.
-    if caller.is_key() {
-        let email_change = match body.get("email") {
-            Some(Value::String(e)) => users::email_key(e) != users::email_key(&user.email),
-            _ => false,
-        };
-        if email_change || body.contains_key("password") {
-            return Err(Error::permission_denied(
-                "You can only change your email or password from a logged-in session, not with an API key or token.",
-            ));
-        }
+    if caller.is_key() && (email_change || body.contains_key("password")) {
+        return Err(Error::permission_denied(
+            "You can only change your email or password from a logged-in session, not with an API key or token.",
+        ));
     }
     // 11. Only staff may send `is_staff`.
     if body.contains_key("is_staff") && !caller.user.is_staff {
@@ -268,11 +303,11 @@ pub async fn update(
         }
     }
     // 14–15. Current password, then the new one's strength; hashing runs off the runtime.
-    let mut verified_hash = None;
-    if let Some(new_password) = update.password.take() {
+    let new_password = update.password.take();
+    let current = update.current_password.take();
+    let mut password_change = None;
+    if new_password.is_some() || (email_change && current.is_some()) {
         let stored = app.db.read(|conn| users::password_hash(conn, user.id))?;
-        let current = update.current_password.take();
-
         let checked = stored.clone();
         let new_hash = app
             .hash_work(move || {
@@ -285,25 +320,100 @@ pub async fn update(
                         ));
                     };
                     if password::verify(&current, &checked) == password::Verified::No {
-                        return Err(Error::field(
-                            "current_password",
-                            "incorrect_password",
-                            "Your current password is incorrect.",
-                        ));
+                        return Err(incorrect_password());
                     }
+                } else if email_change && current.is_some() {
+                    // Nothing to confirm an email change with: there is no password.
+                    return Err(incorrect_password());
                 }
-                // PostHog's validator passes no user inputs to zxcvbn.
-                fields::check_password_strength(&new_password, &[])?;
-                password::hash(&new_password)
+                match new_password {
+                    Some(p) => {
+                        // PostHog's validator passes no user inputs to zxcvbn.
+                        fields::check_password_strength(&p, &[])?;
+                        password::hash(&p).map(Some)
+                    }
+                    None => Ok(None),
+                }
             })
             .await?;
-        verified_hash = Some((stored, new_hash));
+        password_change = new_hash.map(|h| (stored, h));
     }
 
-    let id = user.id;
-    app.db
-        .write(move |conn| apply(conn, id, update, verified_hash))
+    let (id, keep_session) = (user.id, caller.session_row().map(|s| s.id));
+    let mailer = app.mailer.clone();
+    let token_expiry = now + micros(app.config.token_ttl);
+    let mails = app
+        .db
+        .write(move |conn| {
+            let mut mails = Vec::new();
+            if let Some(email) = update.email.take() {
+                if users::email_taken(conn, &email, Some(id))? {
+                    return Err(email_taken());
+                }
+                if mailer.configured() {
+                    // Staged: it applies when the new address is verified.
+                    email_tokens::revoke(conn, id, email_tokens::VERIFY_EMAIL)?;
+                    let token =
+                        email_tokens::issue(conn, id, email_tokens::VERIFY_EMAIL, token_expiry)?;
+                    mails.push(messages::verify_email(
+                        mailer.site_url(),
+                        &email,
+                        &user.uuid,
+                        &token,
+                    ));
+                    update
+                        .columns
+                        .push(("pending_email", SqlValue::Text(email)));
+                } else {
+                    update
+                        .columns
+                        .push(("email_key", SqlValue::Text(users::email_key(&email))));
+                    update.columns.push(("email", SqlValue::Text(email)));
+                }
+            }
+            if let Some((verified_against, new_hash)) = password_change {
+                // Refuse if the password changed since it was verified.
+                if users::password_hash(conn, id)? != verified_against {
+                    return Err(incorrect_password());
+                }
+                update.columns.push(("password", SqlValue::Text(new_hash)));
+                sessions::delete_for_user(conn, id, keep_session)?;
+                mails.push(messages::password_changed(&user.email));
+            }
+            apply_current(conn, &mut update)?;
+            users::update(conn, id, &update.columns)?;
+            Ok(mails)
+        })
         .await?;
+    app.mailer.send(mails, now).await;
+    respond_with_user(app, caller, id)
+}
+
+fn incorrect_password() -> Error {
+    Error::field(
+        "current_password",
+        "incorrect_password",
+        "Your current password is incorrect.",
+    )
+}
+
+/// Turns `set_current_organization` / `set_current_team` into column changes: an org alone
+/// brings its first team; a team alone brings its org.
+fn apply_current(conn: &rusqlite::Connection, update: &mut Update) -> Result<()> {
+    let (org, team) = match (update.set_org, update.set_team) {
+        (None, None) => return Ok(()),
+        (Some(org), None) => (Some(org), orgs::first_team_id(conn, org)?),
+        (None, Some(team)) => (orgs::team_org(conn, team)?, Some(team)),
+        (Some(org), Some(team)) => (Some(org), Some(team)),
+    };
+    let id = |v: Option<i64>| v.map_or(SqlValue::Null, SqlValue::Integer);
+    update.columns.push(("current_organization_id", id(org)));
+    update.columns.push(("current_team_id", id(team)));
+    Ok(())
+}
+
+/// 200 with the user's fresh object.
+fn respond_with_user(app: &App, caller: &Caller, id: i64) -> Result<Response<Body>> {
     let fresh = app
         .db
         .read(|conn| users::get(conn, id))?
@@ -311,60 +421,105 @@ pub async fn update(
     body::json(StatusCode::OK, &user_object(app, fresh, caller)?)
 }
 
-/// Writes a validated update in one transaction, re-checking what another request could have
-/// changed since validation (email uniqueness, the password that was verified).
-fn apply(
-    conn: &rusqlite::Connection,
-    id: i64,
-    mut update: Update,
-    password_change: Option<(String, String)>,
-) -> Result<()> {
-    if let Some(email) = update.email.take() {
-        if users::email_taken(conn, &email, Some(id))? {
-            return Err(email_taken());
-        }
-        update
-            .columns
-            .push(("email_key", SqlValue::Text(users::email_key(&email))));
-        update.columns.push(("email", SqlValue::Text(email)));
-    }
-    if let Some((verified_against, new_hash)) = password_change {
-        if users::password_hash(conn, id)? != verified_against {
-            return Err(Error::field(
-                "current_password",
-                "incorrect_password",
-                "Your current password is incorrect.",
+/// `DELETE /api/users/{uuid|@me}/` (sessions only): a hard delete, refused while the user
+/// belongs to an organization.
+pub async fn delete(app: &App, _caller: &Caller, target: Target) -> Result<Response<Body>> {
+    let id = target.user().id;
+    app.db
+        .write(move |conn| {
+            if orgs::has_memberships(conn, id)? {
+                return Err(Error::Conflict(
+                    "Cannot delete user with organization memberships.",
+                ));
+            }
+            users::delete(conn, id)
+        })
+        .await?;
+    Ok(crate::http::no_content())
+}
+
+/// `POST …/scene_personalisation/ {scene, dashboard}` (SPEC §3.7, §10.5): upsert keyed by
+/// (user, current team, scene). usersvc has no dashboards, so the id is stored as given.
+pub async fn scene_personalisation(
+    app: &App,
+    caller: &Caller,
+    target: Target,
+    body: Map<String, Value>,
+) -> Result<Response<Body>> {
+    let dashboard = match body.get("dashboard") {
+        None | Some(Value::Null) => {
+            return Err(Error::non_field(
+                "invalid_input",
+                "Dashboard must be provided.",
             ));
         }
-        update.columns.push(("password", SqlValue::Text(new_hash)));
-    }
-    match (update.set_org, update.set_team) {
-        (Some(org), None) => {
-            let team = orgs::first_team_id(conn, org)?;
-            update
-                .columns
-                .push(("current_organization_id", SqlValue::Integer(org)));
-            update.columns.push((
-                "current_team_id",
-                team.map_or(SqlValue::Null, SqlValue::Integer),
-            ));
+        Some(v) => dashboard_id(v)?,
+    };
+    let scene = match body.get("scene") {
+        None | Some(Value::Null) => {
+            return Err(Error::non_field("invalid_input", "Scene must be provided."));
         }
-        (org, Some(team)) => {
-            let org = match org {
-                Some(o) => Some(o),
-                None => orgs::team_org(conn, team)?,
-            };
-            update.columns.push((
-                "current_organization_id",
-                org.map_or(SqlValue::Null, SqlValue::Integer),
-            ));
-            update
-                .columns
-                .push(("current_team_id", SqlValue::Integer(team)));
-        }
-        (None, None) => {}
+        Some(v) => fields::string("scene", v, 200, false)?,
+    };
+    let user = target.user().clone();
+    let (_, team) = app.db.read(|conn| users::effective_current(conn, &user))?;
+    let Some(team) = team else {
+        return Err(Error::field(
+            "dashboard",
+            "invalid_input",
+            "Dashboard must belong to the user's current team.",
+        ));
+    };
+    let (id, now) = (user.id, app.clock.now());
+    app.db
+        .write(move |conn| users::upsert_scene(conn, id, team, &scene, dashboard, now))
+        .await?;
+    respond_with_user(app, caller, id)
+}
+
+/// A dashboard primary key: an integer (or a string of digits) above zero.
+fn dashboard_id(v: &Value) -> Result<i64> {
+    let parsed = match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    let Some(id) = parsed else {
+        return Err(Error::field(
+            "dashboard",
+            "incorrect_type",
+            format!(
+                "Incorrect type. Expected pk value, received {}.",
+                fields::python_type_name(v)
+            ),
+        ));
+    };
+    if id <= 0 {
+        return Err(Error::field(
+            "dashboard",
+            "does_not_exist",
+            format!("Invalid pk \"{id}\" - object does not exist."),
+        ));
     }
-    users::update(conn, id, &update.columns)
+    Ok(id)
+}
+
+/// `PATCH /api/users/cancel_email_change_request/` (sessions only).
+pub async fn cancel_email_change(app: &App, caller: &Caller) -> Result<Response<Body>> {
+    if caller.user.pending_email.is_none() {
+        return Err(Error::non_field(
+            "email_change_request_not_found",
+            "No active email change requests found.",
+        ));
+    }
+    let id = caller.user.id;
+    app.db
+        .write(move |conn| {
+            email_tokens::revoke(conn, id, email_tokens::VERIFY_EMAIL)?;
+            users::update(conn, id, &[("pending_email", SqlValue::Null)])
+        })
+        .await?;
+    respond_with_user(app, caller, id)
 }
 
 fn email_taken() -> Error {

@@ -1,7 +1,5 @@
 //! Personal API keys: `phx_` + 43 base62 characters (256 bits), stored as `sha256$<hex>`.
 
-use sha2::{Digest, Sha256};
-
 pub const PREFIX: &str = "phx_";
 const BODY_LEN: usize = 43;
 
@@ -14,7 +12,7 @@ pub fn generate() -> String {
 
 /// The stored form of a key: unsalted SHA-256, cheap by design so a lookup costs microseconds.
 pub fn digest(key: &str) -> String {
-    format!("sha256${}", hex::encode(Sha256::digest(key.as_bytes())))
+    super::token_digest(key)
 }
 
 /// `phx_...` + the last four characters.

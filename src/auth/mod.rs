@@ -2,6 +2,8 @@
 
 pub mod api_key;
 pub mod password;
+pub mod session;
+pub mod totp;
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -23,4 +25,11 @@ pub fn random_base62(n: usize) -> String {
 /// A URL-safe random token of `n` characters (for `distinct_id`).
 pub fn random_token(n: usize) -> String {
     random_base62(n)
+}
+
+/// `sha256$<hex>`: how session, email and API tokens are stored. They carry 256 random bits,
+/// so a fast unsalted hash is enough; a slow one would only slow every request.
+pub fn token_digest(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("sha256${}", hex::encode(Sha256::digest(token.as_bytes())))
 }

@@ -20,6 +20,7 @@ pub struct KeyRow {
     pub created_at: Micros,
     pub last_used_at: Option<Micros>,
     pub last_rolled_at: Option<Micros>,
+    pub scoping: Scoping,
 }
 
 impl KeyRow {
@@ -36,14 +37,15 @@ impl KeyRow {
             user_id: self.user_id,
             is_legacy_hashing: false,
             scopes: self.scopes.clone(),
-            scoped_organizations: None,
-            scoped_teams: None,
+            scoped_organizations: self.scoping.organizations.clone(),
+            scoped_teams: self.scoping.teams.clone(),
             local_dev_value: None,
         }
     }
 }
 
-const COLUMNS: &str = "k.id, k.user_id, k.label, k.mask_value, k.scopes, k.created_at, k.last_used_at, k.last_rolled_at";
+const COLUMNS: &str = "k.id, k.user_id, k.label, k.mask_value, k.scopes, k.created_at, \
+    k.last_used_at, k.last_rolled_at, k.scoped_teams, k.scoped_organizations";
 
 fn from_row(r: &Row, at: usize) -> rusqlite::Result<KeyRow> {
     let scopes: String = r.get(at + 4)?;
@@ -56,7 +58,22 @@ fn from_row(r: &Row, at: usize) -> rusqlite::Result<KeyRow> {
         created_at: r.get(at + 5)?,
         last_used_at: r.get(at + 6)?,
         last_rolled_at: r.get(at + 7)?,
+        scoping: Scoping {
+            teams: json_column(r, at + 8)?,
+            organizations: json_column(r, at + 9)?,
+        },
     })
+}
+
+/// A nullable JSON text column.
+fn json_column<T: serde::de::DeserializeOwned>(r: &Row, at: usize) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = r.get(at)?;
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, Box::new(e))
+        })
+    })
+    .transpose()
 }
 
 /// The key with this digest and its active user: the whole cost of authenticating a request.
@@ -81,6 +98,7 @@ pub fn insert(
     label: &str,
     value: &str,
     scopes: &[String],
+    scoping: &Scoping,
     now: Micros,
 ) -> Result<KeyRow> {
     let id = api_key::new_id();
@@ -88,10 +106,20 @@ pub fn insert(
     let mask_value = api_key::mask(value);
     let scopes_json = serde_json::to_string(scopes).map_err(crate::error::Error::internal)?;
     conn.prepare_cached(
-        "INSERT INTO personal_api_keys (id, user_id, label, secure_value, mask_value, scopes, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO personal_api_keys (id, user_id, label, secure_value, mask_value, scopes, \
+         created_at, scoped_teams, scoped_organizations) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
-    .execute(params![id, user_id, label, digest, mask_value, scopes_json, now])?;
+    .execute(params![
+        id,
+        user_id,
+        label,
+        digest,
+        mask_value,
+        scopes_json,
+        now,
+        to_json(scoping.teams.as_ref())?,
+        to_json(scoping.organizations.as_ref())?
+    ])?;
     Ok(KeyRow {
         id,
         user_id,
@@ -101,6 +129,7 @@ pub fn insert(
         created_at: now,
         last_used_at: None,
         last_rolled_at: None,
+        scoping: scoping.clone(),
     })
 }
 
@@ -139,5 +168,56 @@ pub fn delete(conn: &Connection, id: &str) -> Result<bool> {
 pub fn touch(conn: &Connection, id: &str, now: Micros) -> Result<()> {
     conn.prepare_cached("UPDATE personal_api_keys SET last_used_at = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;
+    Ok(())
+}
+
+/// The teams and organizations a key is limited to (V3). `None` means not limited. The limits
+/// are informational here: `/api/users/` is exempt from them (reference §3.3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scoping {
+    pub teams: Option<Vec<i64>>,
+    pub organizations: Option<Vec<String>>,
+}
+
+pub fn set_scoping(conn: &Connection, id: &str, scoping: &Scoping) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE personal_api_keys SET scoped_teams = ?2, scoped_organizations = ?3 WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        to_json(scoping.teams.as_ref())?,
+        to_json(scoping.organizations.as_ref())?
+    ])?;
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(value: Option<&T>) -> Result<Option<String>> {
+    value
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(crate::error::Error::internal)
+}
+
+/// Replaces a key's label and scopes (PATCH sends the merged values).
+pub fn update(conn: &Connection, id: &str, label: &str, scopes: &[String]) -> Result<()> {
+    let scopes_json = serde_json::to_string(scopes).map_err(crate::error::Error::internal)?;
+    conn.prepare_cached("UPDATE personal_api_keys SET label = ?2, scopes = ?3 WHERE id = ?1")?
+        .execute(params![id, label, scopes_json])?;
+    Ok(())
+}
+
+/// Gives a key a new value: only its digest and mask are stored, so the old value stops
+/// authenticating with this write.
+pub fn roll(conn: &Connection, id: &str, value: &str, now: Micros) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE personal_api_keys SET secure_value = ?2, mask_value = ?3, last_rolled_at = ?4 \
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        api_key::digest(value),
+        api_key::mask(value),
+        now
+    ])?;
     Ok(())
 }

@@ -7,8 +7,11 @@
 //! many requests' writes with one fsync (group commit) while `synchronous=FULL` keeps each
 //! acknowledged write durable.
 
+pub mod email_tokens;
 pub mod keys;
 pub mod orgs;
+pub mod sessions;
+pub mod two_factor;
 pub mod users;
 
 use std::fs::OpenOptions;
@@ -334,9 +337,14 @@ pub fn migration_status(path: &Path) -> Result<MigrationStatus> {
     } else {
         Vec::new()
     };
-    let (applied, pending) = known_migrations()
-        .into_iter()
-        .partition(|(v, _)| applied.contains(v));
+    let known = known_migrations();
+    // A file migrated by a newer usersvc is an error here too, not a status that silently
+    // leaves out the versions this binary does not know.
+    let newest_known = known.last().map_or(0, |(v, _)| *v);
+    if let Some(&newest) = applied.iter().max().filter(|&&v| v > newest_known) {
+        return Err(Error::SchemaTooNew(newest));
+    }
+    let (applied, pending) = known.into_iter().partition(|(v, _)| applied.contains(v));
     Ok(MigrationStatus { applied, pending })
 }
 

@@ -73,6 +73,15 @@ pub fn get_active_by_uuid(conn: &Connection, uuid: &str) -> Result<Option<UserRo
     one(conn, "u.uuid = ?1 AND u.is_active = 1", &uuid)
 }
 
+/// The active user with this email (case-insensitively), for logins and emailed links.
+pub fn find_active_by_email(conn: &Connection, email: &str) -> Result<Option<UserRow>> {
+    one(
+        conn,
+        "u.email_key = ?1 AND u.is_active = 1",
+        &email_key(email),
+    )
+}
+
 /// Finds a user (active or not) by email (case-insensitive) or uuid, as the CLI's USER.
 pub fn find(conn: &Connection, email_or_uuid: &str) -> Result<Option<UserRow>> {
     if let Some(u) = one(conn, "u.email_key = ?1", &email_key(email_or_uuid))? {
@@ -344,7 +353,7 @@ impl ObjectBuilder {
             organization,
             organizations,
             scene_personalisation,
-            is_2fa_enabled: false,
+            is_2fa_enabled: super::two_factor::has_device(conn, user.id)?,
         };
         Ok((
             UserOut::new(user, ctx, sensitive_session_expires_at),
@@ -375,4 +384,22 @@ pub fn object(
     sensitive_session_expires_at: Option<Micros>,
 ) -> Result<(UserOut, Option<Current>)> {
     ObjectBuilder::default().build(conn, user, sensitive_session_expires_at)
+}
+
+/// Sets the dashboard of a scene for the user in a team (insert or update).
+pub fn upsert_scene(
+    conn: &Connection,
+    user_id: i64,
+    team_id: i64,
+    scene: &str,
+    dashboard: i64,
+    now: Micros,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO scene_personalisations (user_id, team_id, scene, dashboard, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (user_id, team_id, scene) DO UPDATE SET dashboard = excluded.dashboard",
+    )?
+    .execute(params![user_id, team_id, scene, dashboard, now])?;
+    Ok(())
 }

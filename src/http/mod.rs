@@ -14,8 +14,8 @@ use percent_encoding::percent_decode_str;
 
 use crate::api::{self, Caller, Target};
 use crate::app::App;
-use crate::auth::api_key;
-use crate::db::{keys, users};
+use crate::auth::{api_key, session};
+use crate::db::{keys, sessions, users};
 use crate::error::{Error, Result};
 use body::Body;
 use router::{Access, Route};
@@ -29,6 +29,8 @@ pub struct RequestInfo {
     pub raw_path: String,
     pub query: Option<String>,
     pub host: Option<String>,
+    /// The `sessionid` cookie, for routes that work with pending logins.
+    pub session_token: Option<String>,
 }
 
 /// Serves one request; never fails (errors become envelopes).
@@ -118,25 +120,48 @@ async fn dispatch(app: &App, req: Request<Incoming>) -> (Result<Response<Body>>,
 }
 
 async fn serve_route(app: &App, route: &Route, req: Request<Incoming>) -> Result<Response<Body>> {
-    // 3–5. Authenticate, then the route's access rule.
-    let caller = authenticate(app, &req)?;
-    match route.access(req.method()) {
-        Access::Public => {}
-        Access::Scope(scope) => match &caller {
-            None => return Err(Error::NotAuthenticated),
-            Some(c) => {
-                if c.key_scopes().is_some_and(|s| !api_key::grants(s, scope)) {
-                    return Err(Error::permission_denied(format!(
-                        "API key missing required scope '{scope}'"
-                    )));
-                }
+    let method = req.method().clone();
+    let access = route.access(&method);
+    // 3–4. Authenticate (CSRF for unsafe session requests), then the route's access rule.
+    let credentials = Credentials::read(req.headers(), access);
+    let caller = authenticate(app, &credentials)?;
+    if caller.as_ref().is_some_and(|c| !c.is_key()) && is_unsafe(&method) && route.needs_csrf() {
+        session::check_csrf(
+            credentials.csrf_cookie.as_deref(),
+            credentials.csrf_header.as_deref(),
+        )?;
+    }
+    // 5. Keys on session-only routes, and scopes.
+    match (access, &caller) {
+        (Access::Public, _) => {}
+        (_, None) => return Err(Error::NotAuthenticated),
+        (Access::Scope(scope), Some(c)) => {
+            if c.key_scopes().is_some_and(|s| !api_key::grants(s, scope)) {
+                return Err(Error::permission_denied(format!(
+                    "API key missing required scope '{scope}'"
+                )));
             }
-        },
+        }
+        (Access::SessionOnly | Access::SessionOnlyIgnoringKeys, Some(c)) if c.is_key() => {
+            return Err(Error::permission_denied(
+                "This action does not support personal API key access",
+            ));
+        }
+        (_, Some(_)) => {}
+    }
+    // 6. Recent authentication, where the body does not decide it (a user update's does).
+    let body_decides =
+        matches!(route, Route::User(_)) && matches!(method, Method::PATCH | Method::PUT);
+    if let Some(c) = caller
+        .as_ref()
+        .filter(|_| route.is_sensitive(&method) && !body_decides)
+    {
+        c.require_recent_login(app)?;
     }
 
     // 8. The object, before the body.
-    let target = match (route, &caller) {
-        (Route::User(id) | Route::HedgehogConfig(id), Some(c)) => Some(resolve_target(app, c, id)?),
+    let target = match (route.user_segment(), &caller) {
+        (Some(segment), Some(c)) => Some(resolve_target(app, c, segment)?),
         _ => None,
     };
 
@@ -150,56 +175,161 @@ async fn serve_route(app: &App, route: &Route, req: Request<Incoming>) -> Result
             .get(hyper::header::HOST)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        session_token: credentials.session_token,
     };
-    let reads_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
-    let body = if reads_body {
+    // 9. The body, for routes that read one.
+    let body = if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
         let bytes = body::read(incoming, app.config.max_body_bytes).await?;
-        Some(body::json_object(&parts.headers, &bytes)?)
+        body::json_object(&parts.headers, &bytes)?
     } else {
-        None
+        serde_json::Map::new()
     };
 
-    match (route, parts.method, caller, target) {
-        (Route::Health, _, _, _) => api::health(app).await,
-        (Route::Users, _, Some(caller), _) => api::users::list(app, &caller, &info).await,
-        (Route::User(_), Method::GET | Method::HEAD, Some(caller), Some(target)) => {
-            api::users::retrieve(app, &caller, target).await
+    dispatch_handler(app, route, &info, caller, target, body).await
+}
+
+/// One `match` from (route, method) to handler. Access rules are already enforced, so a
+/// handler that needs a caller or a target always has one here.
+async fn dispatch_handler(
+    app: &App,
+    route: &Route,
+    info: &RequestInfo,
+    caller: Option<Caller>,
+    target: Option<Target>,
+    body: serde_json::Map<String, serde_json::Value>,
+) -> Result<Response<Body>> {
+    use api::{email, keys as key_api, sessions as session_api, two_factor, users as user_api};
+    let m = &info.method;
+    let read = matches!(*m, Method::GET | Method::HEAD);
+    match (route, caller, target) {
+        (Route::Health, _, _) => api::health(app).await,
+        (Route::Login, _, _) => session_api::login(app, body).await,
+        (Route::LoginToken, _, _) => session_api::login_token(app, info, body).await,
+        (Route::Logout, caller, _) => session_api::logout(app, caller).await,
+        (Route::RequestEmailVerification, caller, _) => {
+            email::request_verification(app, caller.as_ref(), body).await
         }
-        (Route::User(_), method, Some(caller), Some(target)) => {
-            let put = method == Method::PUT;
-            api::users::update(app, &caller, target, body.unwrap_or_default(), put).await
+        (Route::VerifyEmail, _, _) => email::verify(app, body).await,
+        (Route::PasswordReset, _, _) => email::request_reset(app, body).await,
+        (Route::PasswordResetComplete(uuid), _, _) => email::complete_reset(app, uuid, body).await,
+        (Route::Users, Some(c), _) => user_api::list(app, &c, info).await,
+        (Route::User(_), Some(c), Some(t)) if read => user_api::retrieve(app, &c, t).await,
+        (Route::User(_), Some(c), Some(t)) if *m == Method::DELETE => {
+            user_api::delete(app, &c, t).await
         }
-        (Route::HedgehogConfig(_), Method::GET | Method::HEAD, Some(_), Some(target)) => {
-            api::users::hedgehog_config(target)
+        (Route::User(_), Some(c), Some(t)) => {
+            user_api::update(app, &c, t, body, *m == Method::PUT).await
         }
-        (Route::HedgehogConfig(_), _, Some(_), Some(target)) => {
-            api::users::set_hedgehog_config(app, target, body.unwrap_or_default()).await
+        (Route::HedgehogConfig(_), Some(_), Some(t)) if read => user_api::hedgehog_config(t),
+        (Route::HedgehogConfig(_), Some(_), Some(t)) => {
+            user_api::set_hedgehog_config(app, t, body).await
         }
-        _ => Err(Error::internal(format!("unhandled route {route:?}"))),
+        (Route::ScenePersonalisation(_), Some(c), Some(t)) => {
+            user_api::scene_personalisation(app, &c, t, body).await
+        }
+        (Route::CancelEmailChange, Some(c), _) => user_api::cancel_email_change(app, &c).await,
+        (Route::TwoFactorStartSetup, Some(c), _) => two_factor::start_setup(app, &c).await,
+        (Route::TwoFactorValidate, Some(c), _) => two_factor::validate(app, &c, body).await,
+        (Route::TwoFactorStatus(_), Some(_), Some(t)) => two_factor::status(app, t).await,
+        (Route::TwoFactorBackupCodes(_), Some(_), Some(t)) => {
+            two_factor::backup_codes(app, t).await
+        }
+        (Route::TwoFactorDisable(_), Some(_), Some(t)) => two_factor::disable(app, t).await,
+        (Route::Keys, Some(c), _) if read => key_api::list(app, &c).await,
+        (Route::Keys, Some(c), _) => key_api::create(app, &c, body).await,
+        (Route::CurrentKey, Some(c), _) => key_api::current(&c).await,
+        (Route::Key(id), Some(c), _) if read => key_api::retrieve(app, &c, id).await,
+        (Route::Key(id), Some(c), _) if *m == Method::DELETE => key_api::delete(app, &c, id).await,
+        (Route::Key(id), Some(c), _) => key_api::update(app, &c, id, body).await,
+        (Route::KeyRoll(id), Some(c), _) => key_api::roll(app, &c, id).await,
+        _ => Err(Error::internal(format!("unhandled route {route:?} {m}"))),
     }
 }
 
-/// Steps 3–4: a valid `Authorization: Bearer` key, or nobody. A present but invalid key is 401.
-fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Option<Caller>> {
-    let Some(token) = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token)
-    else {
+fn is_unsafe(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The credentials a request carries.
+struct Credentials {
+    session_token: Option<String>,
+    csrf_cookie: Option<String>,
+    csrf_header: Option<String>,
+    bearer: Option<String>,
+}
+
+impl Credentials {
+    fn read(headers: &hyper::HeaderMap, access: Access) -> Self {
+        let cookies: Vec<&str> = headers
+            .get_all(hyper::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let cookie = |name| {
+            cookies
+                .iter()
+                .find_map(|h| session::cookie(h, name))
+                .map(str::to_owned)
+        };
+        // DELETE on a user does not even read `Authorization` (upstream: session only → 401).
+        let bearer = if access == Access::SessionOnlyIgnoringKeys {
+            None
+        } else {
+            headers
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(bearer_token)
+                .map(str::to_owned)
+        };
+        Credentials {
+            session_token: cookie(session::SESSION_COOKIE).filter(|t| !t.is_empty()),
+            csrf_cookie: cookie(session::CSRF_COOKIE),
+            csrf_header: headers
+                .get("x-csrftoken")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            bearer,
+        }
+    }
+}
+
+/// Step 3: a live session cookie wins; otherwise a valid `Authorization: Bearer` key; otherwise
+/// nobody. An unknown or expired session cookie is ignored; a present but invalid key is 401.
+fn authenticate(app: &App, credentials: &Credentials) -> Result<Option<Caller>> {
+    let now = app.clock.now();
+    if let Some(token) = &credentials.session_token {
+        let digest = crate::auth::token_digest(token);
+        let idle = micros(app.config.session_idle_timeout);
+        let found = app
+            .db
+            .read(|conn| sessions::find(conn, &digest, false, now - idle))?;
+        if let Some((s, user)) = found {
+            if now - s.last_seen_at >= HOUR {
+                let id = s.id;
+                app.db
+                    .write_detached(move |conn| sessions::touch(conn, id, now));
+            }
+            return Ok(Some(Caller::session(user, s)));
+        }
+    }
+    let Some(token) = &credentials.bearer else {
         return Ok(None);
     };
     let digest = api_key::digest(token);
     let Some((key, user)) = app.db.read(|conn| keys::authenticate(conn, &digest))? else {
         return Err(Error::BadApiKey);
     };
-    let now = app.clock.now();
     if key.last_used_at.is_none_or(|t| now - t >= HOUR) {
         let id = key.id.clone();
         app.db
             .write_detached(move |conn| keys::touch(conn, &id, now));
     }
     Ok(Some(Caller::key(user, key)))
+}
+
+/// A duration in microseconds, for comparisons with stored times.
+pub fn micros(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 const HOUR: i64 = 3_600_000_000;

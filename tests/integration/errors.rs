@@ -134,9 +134,9 @@ fn wrong_methods_on_the_user_route_are_405_with_allow() {
     let user = srv.user("alice@example.com", false);
     let key = srv.key(&user, &["*"]);
     let res = srv.request("POST", "/api/users/@me/", Some(&key), Some(&json!({})));
-    assert_method_not_allowed(&res, "POST", "GET, HEAD, PUT, PATCH");
+    assert_method_not_allowed(&res, "POST", "GET, HEAD, PUT, PATCH, DELETE");
     let res = srv.request("POST", &format!("/api/users/{}/", user.uuid), None, None);
-    assert_method_not_allowed(&res, "POST", "GET, HEAD, PUT, PATCH");
+    assert_method_not_allowed(&res, "POST", "GET, HEAD, PUT, PATCH, DELETE");
 }
 
 #[test]
@@ -200,7 +200,7 @@ fn method_not_allowed_comes_before_authentication() {
         Some(&key),
         None,
     );
-    assert_method_not_allowed(&res, "POST", "GET, HEAD, PUT, PATCH");
+    assert_method_not_allowed(&res, "POST", "GET, HEAD, PUT, PATCH, DELETE");
 }
 
 #[test]

@@ -228,9 +228,17 @@ impl TestServer {
     pub fn key_with_id(&self, user: &UserRow, scopes: &[&str]) -> (String, String) {
         let value = usersvc::auth::api_key::generate();
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-        let key =
-            usersvc::db::keys::insert(&self.conn(), user.id, "test", &value, &scopes, self.now())
-                .expect("insert key");
+        let scoping = usersvc::db::keys::Scoping::default();
+        let key = usersvc::db::keys::insert(
+            &self.conn(),
+            user.id,
+            "test",
+            &value,
+            &scopes,
+            &scoping,
+            self.now(),
+        )
+        .expect("insert key");
         (key.id, value)
     }
 
@@ -269,6 +277,75 @@ impl TestServer {
             .args(args)
             .output()
             .expect("run usersvc")
+    }
+
+    /// `POST /api/login/`; panics unless it answers 200. Returns the session's cookies.
+    pub fn login(&self, email: &str, password: &str) -> Session {
+        let res = self.request(
+            "POST",
+            "/api/login/",
+            None,
+            Some(&serde_json::json!({"email": email, "password": password})),
+        );
+        assert_eq!(
+            res.status,
+            200,
+            "login: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+        Session::from_response(&res).expect("login set no session cookie")
+    }
+
+    /// A request on a session: cookies plus the `X-CSRFToken` header.
+    pub fn session_request(
+        &self,
+        method: &str,
+        path: &str,
+        session: &Session,
+        body: Option<&Value>,
+    ) -> Resp {
+        let cookie = session.cookie_header();
+        let mut headers = vec![
+            ("Cookie", cookie.as_str()),
+            ("X-CSRFToken", session.csrf.as_str()),
+        ];
+        let body = body.map(|b| b.to_string());
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        self.request_raw_body(method, path, &headers, body.as_deref().map(str::as_bytes))
+    }
+}
+
+/// The cookies of a session: `sessionid` and `posthog_csrftoken`.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token: String,
+    pub csrf: String,
+}
+
+impl Session {
+    /// Reads `Set-Cookie` headers; `None` without a non-empty `sessionid`.
+    pub fn from_response(res: &Resp) -> Option<Session> {
+        let cookie = |name: &str| {
+            res.headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+                .find_map(|(_, v)| {
+                    let first = v.split(';').next()?;
+                    let (k, val) = first.split_once('=')?;
+                    (k.trim() == name).then(|| val.trim().to_owned())
+                })
+        };
+        let token = cookie("sessionid").filter(|t| !t.is_empty())?;
+        Some(Session {
+            token,
+            csrf: cookie("posthog_csrftoken").unwrap_or_default(),
+        })
+    }
+
+    pub fn cookie_header(&self) -> String {
+        format!("sessionid={}; posthog_csrftoken={}", self.token, self.csrf)
     }
 }
 
