@@ -25,5 +25,6 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod mail;
+pub mod metrics;
 pub mod model;
 pub mod server;

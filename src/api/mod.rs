@@ -4,6 +4,7 @@
 pub mod email;
 pub mod fields;
 pub mod keys;
+pub mod schema;
 pub mod sessions;
 pub mod two_factor;
 pub mod users;

@@ -203,6 +203,8 @@ async fn dispatch_handler(
     let read = matches!(*m, Method::GET | Method::HEAD);
     match (route, caller, target) {
         (Route::Health, _, _) => api::health(app).await,
+        (Route::Metrics, _, _) => crate::metrics::render(app),
+        (Route::Schema, _, _) => api::schema::document(),
         (Route::Login, _, _) => session_api::login(app, body).await,
         (Route::LoginToken, _, _) => session_api::login_token(app, info, body).await,
         (Route::Logout, caller, _) => session_api::logout(app, caller).await,

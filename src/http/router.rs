@@ -51,6 +51,10 @@ pub enum Route {
     KeyRoll(String),
     /// `/_health`
     Health,
+    /// `/metrics` (Prometheus text format)
+    Metrics,
+    /// `/api/schema/` (OpenAPI 3.1)
+    Schema,
 }
 
 /// What a (route, method) requires of the caller.
@@ -83,6 +87,8 @@ impl Route {
         let id = |s: &str| s.to_owned();
         let route = match parts.as_slice() {
             ["", "_health"] => Route::Health,
+            ["", "metrics"] => Route::Metrics,
+            ["", "api", "schema"] => Route::Schema,
             ["", "api", "users"] => Route::Users,
             ["", "api", "users", "request_email_verification"] => Route::RequestEmailVerification,
             ["", "api", "users", "verify_email"] => Route::VerifyEmail,
@@ -122,9 +128,11 @@ impl Route {
         match self {
             Route::Users
             | Route::Health
+            | Route::Metrics
+            | Route::Schema
             | Route::TwoFactorStartSetup
-            | Route::TwoFactorStatus(_) => READ,
-            Route::CurrentKey => READ,
+            | Route::TwoFactorStatus(_)
+            | Route::CurrentKey => READ,
             Route::User(_) => &[M::GET, M::HEAD, M::PUT, M::PATCH, M::DELETE],
             Route::HedgehogConfig(_) => &[M::GET, M::HEAD, M::PATCH],
             Route::CancelEmailChange => &[M::PATCH],
@@ -151,6 +159,8 @@ impl Route {
         let scope = if read { "user:read" } else { "user:write" };
         match self {
             Route::Health
+            | Route::Metrics
+            | Route::Schema
             | Route::RequestEmailVerification
             | Route::VerifyEmail
             | Route::Login
@@ -239,6 +249,8 @@ impl Route {
             Route::Key(_) => "/api/personal_api_keys/{id}/",
             Route::KeyRoll(_) => "/api/personal_api_keys/{id}/roll/",
             Route::Health => "/_health",
+            Route::Metrics => "/metrics",
+            Route::Schema => "/api/schema/",
         }
     }
 }
