@@ -726,6 +726,11 @@ pub struct BackupReport {
 /// A consistent hot copy of `db_path` at `dest`: `VACUUM INTO` a private temporary file next to
 /// `dest`, integrity-check and fsync it, rename it over `dest`, fsync the directory. `dest` is
 /// never seen half-written, and an existing `dest` is replaced only with `force`.
+///
+/// `VACUUM INTO` rather than the online backup API: it copies inside one read transaction, so
+/// under WAL it sees one snapshot and never blocks the server's writer. The backup API, stepped
+/// in increments from this separate process, restarts whenever the server commits meanwhile, so
+/// under steady write load it may never finish.
 pub fn backup(db_path: &Path, dest: &Path, force: bool) -> Result<BackupReport> {
     if dest.is_dir() {
         return Err(refused(format!("{} is a directory", dest.display())));
@@ -753,6 +758,14 @@ pub fn backup(db_path: &Path, dest: &Path, force: bool) -> Result<BackupReport> 
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => std::path::PathBuf::from("."),
     };
+    // Absolute, so SQLite never reads the temporary name as a `file:` URI.
+    let dir = dir.canonicalize().map_err(|e| {
+        refused(format!(
+            "cannot write {}: {}: {e}",
+            dest.display(),
+            dir.display()
+        ))
+    })?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         file_name.to_string_lossy(),

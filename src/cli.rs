@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::admin;
 use crate::clock::system_now;
-use crate::config::{MailTransport, ServeConfig, default_db_path};
+use crate::config::{MailTransport, RateWindow, ServeConfig, default_db_path};
 use crate::db::Db;
 use crate::error::Error;
 use crate::model::{ApiKeyOut, OrgSummary, TeamBasic, UserOut};
@@ -45,6 +45,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the `serve` variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run migrations, then serve HTTP until SIGINT or SIGTERM
@@ -92,6 +94,18 @@ enum Command {
     },
     /// Run PRAGMA integrity_check and foreign_key_check
     Check,
+    /// Print a shell completion script (for packaging; see packaging/build-deb.sh)
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, or write one page per command into DIR (for packaging)
+    #[command(hide = true)]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +214,25 @@ struct ServeArgs {
         value_parser = parse_duration
     )]
     token_ttl: Duration,
+    /// Browser origin (scheme://host[:port]) allowed to call the API with credentials;
+    /// repeatable
+    #[arg(
+        long = "cors-origin",
+        env = "USERSVC_CORS_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ',',
+        value_parser = parse_origin
+    )]
+    cors_origins: Vec<String>,
+    /// Per-key request limits, e.g. 480/min,4800/hour [default: off]
+    #[arg(
+        long,
+        env = "USERSVC_KEY_RATE_LIMIT",
+        value_name = "N/UNIT",
+        value_delimiter = ',',
+        value_parser = parse_rate_window
+    )]
+    key_rate_limit: Vec<RateWindow>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -438,6 +471,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         } => seed(db, json, users, org, password_stdin),
         Command::Backup { path, force } => backup(db, json, path, force),
         Command::Check => check(db, json),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { out_dir } => man_pages(out_dir),
     }
 }
 
@@ -474,6 +509,8 @@ fn serve(db: Option<PathBuf>, json: bool, args: ServeArgs) -> Result<ExitCode, F
         pending_login_ttl: args.pending_login_ttl,
         totp_setup_ttl: args.totp_setup_ttl,
         token_ttl: args.token_ttl,
+        cors_origins: args.cors_origins,
+        key_rate_limit: (!args.key_rate_limit.is_empty()).then_some(args.key_rate_limit),
     };
     crate::server::serve(config)?;
     Ok(ExitCode::SUCCESS)
@@ -877,6 +914,43 @@ fn check(db: Option<PathBuf>, json: bool) -> Result<ExitCode, Failure> {
     }
 }
 
+/// `usersvc completions SHELL` (hidden): the completion script, generated from the clap
+/// definitions, on stdout.
+fn completions(shell: clap_complete::Shell) -> Result<ExitCode, Failure> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "usersvc", &mut script);
+    write_stdout_bytes(&script)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `usersvc man [--out-dir DIR]` (hidden): usersvc(1) on stdout, or usersvc.1 and a
+/// usersvc-<command>.1 page for every command written into DIR.
+fn man_pages(out_dir: Option<PathBuf>) -> Result<ExitCode, Failure> {
+    // No page for clap's `help` subcommand, so usersvc(1) does not point at a missing one.
+    let cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    match out_dir {
+        Some(dir) => clap_mangen::generate_to(cmd, &dir).map_err(|e| {
+            Failure::new(format!("cannot write man pages to {}: {e}", dir.display()))
+        })?,
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut page)
+                .map_err(Error::internal)?;
+            write_stdout_bytes(&page)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_stdout_bytes(bytes: &[u8]) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(output_failure)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Input
 // ---------------------------------------------------------------------------------------------
@@ -948,6 +1022,49 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     n.checked_mul(seconds_per_unit)
         .map(Duration::from_secs)
         .ok_or_else(invalid)
+}
+
+/// A browser origin as it appears in the `Origin` header: `http[s]://host[:port]`, lowercased,
+/// without a path. A trailing `/` is forgiven since people copy origins from the address bar.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let origin = text.trim().trim_end_matches('/').to_ascii_lowercase();
+    let host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    match host {
+        Some(host)
+            if !host.is_empty()
+                && !host.contains(|c: char| c.is_whitespace() || "/?#@*".contains(c)) =>
+        {
+            Ok(origin)
+        }
+        _ => Err(format!(
+            "invalid origin \"{text}\": expected http[s]://HOST[:PORT], e.g. https://app.example.com"
+        )),
+    }
+}
+
+/// One `N/UNIT` window of `--key-rate-limit`: N ≥ 1 requests per `sec`, `min`, `hour` or `day`
+/// (also `s`, `m`, `h`, `d`, `second`, `minute`).
+fn parse_rate_window(text: &str) -> Result<RateWindow, String> {
+    let invalid =
+        || format!("invalid rate \"{text}\": expected N/UNIT such as 480/min or 4800/hour");
+    let (count, unit) = text.trim().split_once('/').ok_or_else(invalid)?;
+    let limit: usize = count.trim().parse().map_err(|_| invalid())?;
+    let seconds = match unit.trim() {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        "d" | "day" => 86_400,
+        _ => return Err(invalid()),
+    };
+    if limit == 0 {
+        return Err(invalid());
+    }
+    Ok(RateWindow {
+        limit,
+        window: Duration::from_secs(seconds),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1103,6 +1220,47 @@ mod tests {
         assert!(parse_duration("1.5h").is_err());
         assert!(parse_duration("3w").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn rate_windows_parse_and_refuse_garbage() {
+        let window = |limit, secs| {
+            Ok(RateWindow {
+                limit,
+                window: Duration::from_secs(secs),
+            })
+        };
+        assert_eq!(parse_rate_window("480/min"), window(480, 60));
+        assert_eq!(parse_rate_window(" 4800/hour "), window(4800, 3600));
+        assert_eq!(parse_rate_window("2/s"), window(2, 1));
+        assert_eq!(parse_rate_window("10/day"), window(10, 86_400));
+        for bad in [
+            "", "480", "/min", "0/min", "-1/min", "1.5/min", "480/week", "x/min",
+        ] {
+            assert!(parse_rate_window(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn origins_are_normalised_and_checked() {
+        assert_eq!(
+            parse_origin("https://App.example.com/"),
+            Ok("https://app.example.com".to_owned())
+        );
+        assert_eq!(
+            parse_origin("http://localhost:3000"),
+            Ok("http://localhost:3000".to_owned())
+        );
+        for bad in [
+            "*",
+            "null",
+            "app.example.com",
+            "https://",
+            "https://a.com/path",
+            "ftp://a",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -35,6 +35,17 @@ pub struct ServeConfig {
     pub totp_setup_ttl: Duration,
     /// Lifetime of emailed verification and reset tokens.
     pub token_ttl: Duration,
+    /// Browser origins (`scheme://host[:port]`) allowed to call the API with credentials.
+    pub cors_origins: Vec<String>,
+    /// Per-key request limits (`--key-rate-limit`); `None` means off.
+    pub key_rate_limit: Option<Vec<RateWindow>>,
+}
+
+/// At most `limit` requests in any sliding window of `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateWindow {
+    pub limit: usize,
+    pub window: Duration,
 }
 
 /// Outgoing mail: files in a directory (development, tests) or an SMTP server.
@@ -67,6 +78,8 @@ impl ServeConfig {
             pending_login_ttl: Duration::from_secs(600),
             totp_setup_ttl: Duration::from_secs(600),
             token_ttl: Duration::from_secs(86_400),
+            cors_origins: Vec::new(),
+            key_rate_limit: None,
         }
     }
 }

@@ -15,6 +15,12 @@ use crate::config::ServeConfig;
 use crate::db::Db;
 use crate::error::{Error, Result};
 
+/// The largest request head (request line and headers) accepted; hyper answers a larger one
+/// with 431 and closes. Without it hyper buffers up to ~400 KiB per connection. Header count
+/// stays at hyper's default (100, also 431): setting it would move the parser's header array
+/// from the stack to the heap on every request.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// Serves connections from `listener` until `shutdown` resolves, then lets in-flight requests
 /// finish for at most `shutdown_timeout`.
 pub async fn run(
@@ -27,6 +33,7 @@ pub async fn run(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(app.config.header_timeout)
+        .max_header_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {

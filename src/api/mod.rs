@@ -114,15 +114,46 @@ impl Target {
     }
 }
 
-/// `GET /_health`: 200 once the database answers, else 503.
+/// How long `/_health` waits for the database before answering 503: well inside the timeouts
+/// that load balancers and orchestrators give a probe.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// The probe connection's lock wait: a file locked by another process for longer than this
+/// counts as not answering.
+const HEALTH_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `GET /_health`: 200 when the database file can be read and the writer commits, both within
+/// `HEALTH_TIMEOUT`; otherwise 503 with the envelope (SPEC §10.7).
 pub async fn health(app: &App) -> Result<Response<Body>> {
-    let ok = app
-        .db
-        .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-        .is_ok();
-    if ok {
-        body::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
-    } else {
-        Err(Error::Unavailable("database did not answer".into()))
-    }
+    let cause = match tokio::time::timeout(HEALTH_TIMEOUT, probe_database(app)).await {
+        Ok(Ok(())) => return body::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {HEALTH_TIMEOUT:?}"),
+    };
+    tracing::warn!("health check failed: {cause}");
+    Err(Error::Unavailable(cause))
+}
+
+async fn probe_database(app: &App) -> Result<()> {
+    // A fresh connection, not a pooled one: `SELECT 1` never touches the file, and a pooled
+    // connection may answer from its page cache after the file was deleted or overwritten.
+    // Opened without CREATE, so a vanished file is an error instead of a new empty database.
+    let path = app.db.path().to_owned();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(HEALTH_BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        // Reads the header and the schema pages from disk.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        Ok(())
+    })
+    .await
+    .map_err(Error::internal)??;
+    // An empty job through the single writer: proves its thread is alive and can take the
+    // write lock, without writing anything.
+    app.db.write(|_| Ok(())).await
 }

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::http::body::{self, Body};
 use crate::http::{RequestInfo, micros, no_content};
 use crate::mail::messages;
+use crate::metrics::{LoginOutcome, TwoFactorOutcome};
 
 const LOGIN_FAILURES: &str = "login";
 const LOGIN_FAILURE_LIMIT: usize = 10;
@@ -127,6 +128,8 @@ pub async fn login(app: &App, body: Map<String, Value>) -> Result<Response<Body>
         .failures(LOGIN_FAILURES, &email_key, LOGIN_WINDOW_SECS, now)
         >= LOGIN_FAILURE_LIMIT
     {
+        app.metrics.login(LoginOutcome::Locked);
+        app.metrics.throttled(LOGIN_FAILURES);
         return Err(Error::Forbidden {
             code: "too_many_failed_attempts",
             detail: "Too many failed login attempts. Please try again in 15 minutes.".into(),
@@ -157,6 +160,7 @@ pub async fn login(app: &App, body: Map<String, Value>) -> Result<Response<Body>
     let Some((user, _)) = found.filter(|_| known && verified != password::Verified::No) else {
         app.throttles
             .record_failure(LOGIN_FAILURES, &email_key, now);
+        app.metrics.login(LoginOutcome::InvalidCredentials);
         return Err(invalid_credentials());
     };
     app.throttles.clear(LOGIN_FAILURES, &email_key);
@@ -172,8 +176,14 @@ pub async fn login(app: &App, body: Map<String, Value>) -> Result<Response<Body>
         })
         .await?;
     let mut res = match login {
-        Login::Session(_) => body::json(StatusCode::OK, &json!({"success": true}))?,
-        Login::Pending(_) => body::error(&Error::SecondFactorRequired),
+        Login::Session(_) => {
+            app.metrics.login(LoginOutcome::Success);
+            body::json(StatusCode::OK, &json!({"success": true}))?
+        }
+        Login::Pending(_) => {
+            app.metrics.login(LoginOutcome::SecondFactorRequired);
+            body::error(&Error::SecondFactorRequired)
+        }
     };
     set_login_cookies(app, &mut res, &login);
     Ok(res)
@@ -211,6 +221,7 @@ pub async fn login_token(
         SECOND_FACTOR_LOCK_SECS,
         now,
     ) {
+        app.metrics.two_factor(TwoFactorOutcome::LoginLocked);
         return Err(Error::non_field(
             "2fa_too_many_attempts",
             "Too many attempts.",
@@ -230,6 +241,7 @@ pub async fn login_token(
     let Some(factor) = factor else {
         app.throttles
             .record_failure(SECOND_FACTOR_FAILURES, &key, now);
+        app.metrics.two_factor(TwoFactorOutcome::LoginInvalid);
         return Err(Error::non_field(
             "2fa_invalid",
             "Invalid authentication code",
@@ -244,6 +256,10 @@ pub async fn login_token(
             create_session(conn, id, now)
         })
         .await?;
+    app.metrics.two_factor(match factor {
+        two_factor::Factor::Totp => TwoFactorOutcome::LoginTotp,
+        two_factor::Factor::BackupCode => TwoFactorOutcome::LoginBackupCode,
+    });
     if factor == two_factor::Factor::BackupCode {
         app.mailer
             .send(vec![messages::backup_code_used(&user.email)], now)

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::http::body::{self, Body};
 use crate::http::micros;
 use crate::mail::messages;
+use crate::metrics::TwoFactorOutcome;
 
 /// Backup codes per batch (as upstream).
 const BACKUP_CODE_COUNT: usize = 10;
@@ -104,7 +105,9 @@ pub async fn validate(
             // Whoever else held a session for this account did not pass the new second factor.
             sessions::delete_for_user(conn, user_id, Some(session))
         })
-        .await?;
+        .await
+        .inspect_err(|_| app.metrics.two_factor(TwoFactorOutcome::SetupFailed))?;
+    app.metrics.two_factor(TwoFactorOutcome::Enabled);
     app.mailer
         .send(vec![messages::two_factor_enabled(&caller.user.email)], now)
         .await;
@@ -182,6 +185,8 @@ pub async fn backup_codes(app: &App, target: Target) -> Result<Response<Body>> {
             two_factor::replace_codes(conn, user_id, &hashes, now)
         })
         .await?;
+    app.metrics
+        .two_factor(TwoFactorOutcome::BackupCodesGenerated);
     body::json(StatusCode::OK, &json!({"backup_codes": codes}))
 }
 
@@ -193,6 +198,7 @@ pub async fn disable(app: &App, target: Target) -> Result<Response<Body>> {
     app.db
         .write(move |conn| two_factor::delete_all(conn, user_id))
         .await?;
+    app.metrics.two_factor(TwoFactorOutcome::Disabled);
     app.mailer
         .send(vec![messages::two_factor_disabled(&user.email)], now)
         .await;

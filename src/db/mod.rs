@@ -92,8 +92,7 @@ impl Db {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let rx = self.submit(f)?;
-        rx.await
-            .map_err(|_| Error::internal("writer thread stopped"))?
+        rx.await.map_err(|_| not_written())?
     }
 
     /// `write` for synchronous callers (the CLI).
@@ -103,8 +102,7 @@ impl Db {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let rx = self.submit(f)?;
-        rx.blocking_recv()
-            .map_err(|_| Error::internal("writer thread stopped"))?
+        rx.blocking_recv().map_err(|_| not_written())?
     }
 
     /// Queues a write whose outcome nobody waits for (e.g. persisting a lazily chosen team).
@@ -182,6 +180,11 @@ impl Db {
     }
 }
 
+/// The answer for a job that never ran (its batch could not start, or the writer is gone).
+fn not_written() -> Error {
+    Error::internal("the write could not be run; nothing was written")
+}
+
 /// The writer thread: takes every queued job, runs each in a savepoint inside one
 /// `BEGIN IMMEDIATE` transaction, commits once, then answers all of them.
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, inner: std::sync::Weak<Inner>) {
@@ -209,10 +212,11 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) {
         return;
     }
     let mut completions = Vec::with_capacity(batch.len());
+    let mut failure: Option<String> = None;
     for job in batch {
         if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-            tracing::error!("savepoint: {e}");
-            continue;
+            failure = Some(format!("savepoint: {e}"));
+            break;
         }
         let (ok, done) = match catch_unwind(AssertUnwindSafe(|| job(conn))) {
             Ok(r) => r,
@@ -221,25 +225,38 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) {
                 (false, Box::new(|_| {}) as Completion)
             }
         };
+        completions.push(done);
         let end = if ok {
             conn.execute_batch("RELEASE job")
         } else {
             conn.execute_batch("ROLLBACK TO job; RELEASE job")
         };
         if let Err(e) = end {
-            tracing::error!("savepoint end: {e}");
+            failure = Some(format!("savepoint end: {e}"));
+            break;
         }
-        completions.push(done);
+        // Some errors (disk full, I/O) make SQLite roll back the whole transaction: then
+        // nothing of this batch is written, and no further job may run outside it.
+        if conn.is_autocommit() {
+            failure = Some("SQLite rolled the transaction back".into());
+            break;
+        }
     }
-    let commit = conn.execute_batch("COMMIT").map_err(|e| {
-        let _ = conn.execute_batch("ROLLBACK");
-        Error::internal(format!("commit: {e}"))
-    });
+    let outcome = match failure {
+        Some(cause) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(cause)
+        }
+        None => conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            format!("commit: {e}")
+        }),
+    };
+    if let Err(cause) = &outcome {
+        tracing::error!("write batch failed, nothing of it was written: {cause}");
+    }
     for done in completions {
-        done(match &commit {
-            Ok(()) => Ok(()),
-            Err(e) => Err(Error::internal(e)),
-        });
+        done(outcome.clone().map_err(Error::Internal));
     }
 }
 

@@ -77,6 +77,11 @@ pub fn error(err: &Error) -> Response<Body> {
         Error::Throttled(secs) => {
             headers.insert(hyper::header::RETRY_AFTER, HeaderValue::from(*secs));
         }
+        // The rest of the body is never read, so the connection cannot carry another request;
+        // saying so lets the client know before it tries.
+        Error::TooLarge(_) => {
+            headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         Error::NotAuthenticated | Error::BadApiKey => {
             headers.insert(
                 hyper::header::WWW_AUTHENTICATE,

@@ -3,12 +3,14 @@
 //! envelope in one place.
 
 pub mod body;
+pub mod cors;
 pub mod router;
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, HeaderValue};
+use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 
@@ -21,6 +23,23 @@ use body::Body;
 use router::{Access, Route};
 
 const X_REQUEST_ID: &str = "x-request-id";
+
+tokio::task_local! {
+    /// How the request being served authenticated: `session`, `key` or `none`. Set where
+    /// authentication happens and read by `handle` for the log line, so the functions in
+    /// between keep their signatures.
+    static AUTH_KIND: Cell<&'static str>;
+}
+
+/// Records the caller's kind for the request's log line (a no-op outside `handle`).
+fn note_auth_kind(caller: Option<&Caller>) {
+    let kind = match caller {
+        Some(c) if c.is_key() => "key",
+        Some(_) => "session",
+        None => "none",
+    };
+    let _ = AUTH_KIND.try_with(|k| k.set(kind));
+}
 
 /// Everything a handler may know about the request, besides its body.
 pub struct RequestInfo {
@@ -47,7 +66,13 @@ pub async fn handle(
         .map(str::to_owned)
         .unwrap_or_else(crate::auth::new_uuid);
     let method = req.method().clone();
-    let (result, route) = dispatch(&app, req).await;
+    let cors_origin = cors::listed_origin(req.headers(), &app.config.cors_origins);
+    let ((result, route), auth) = AUTH_KIND
+        .scope(Cell::new("none"), async {
+            let out = dispatch(&app, req).await;
+            (out, AUTH_KIND.with(Cell::get))
+        })
+        .await;
     let mut res = match result {
         Ok(res) => res,
         Err(err) => {
@@ -57,28 +82,42 @@ pub async fn handle(
             body::error(&err)
         }
     };
-    let headers = res.headers_mut();
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        headers.insert(X_REQUEST_ID, v);
-    }
+    common_headers(res.headers_mut(), &request_id, cors_origin);
+    // The one line per request (SPEC §7). Only fixed-vocabulary values and the validated
+    // request id: never the raw path, headers, cookies or body, where secrets travel.
+    let elapsed = started.elapsed();
+    let route = route.map_or(crate::metrics::NO_ROUTE, |r| r.template());
+    let status = res.status().as_u16();
+    app.metrics.request(&method, route, status, elapsed);
     tracing::info!(
         method = %method,
-        route = route.map_or("-", |r| r.template()),
-        status = res.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
+        route,
+        status,
+        latency_us = elapsed.as_micros() as u64,
         request_id = %request_id,
+        auth,
         "request"
     );
     Ok(res)
 }
 
+/// The headers every response carries, errors included (SPEC §2, §10.7).
+fn common_headers(headers: &mut HeaderMap, request_id: &str, cors_origin: Option<HeaderValue>) {
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert(X_REQUEST_ID, v);
+    }
+    if let Some(origin) = cors_origin {
+        cors::allow(headers, origin);
+    }
+}
+
 /// `^[A-Za-z0-9._:-]{1,128}$` (SPEC §10.2).
-fn valid_request_id(id: &str) -> bool {
+pub fn valid_request_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id
             .bytes()
@@ -102,6 +141,12 @@ async fn dispatch(app: &App, req: Request<Incoming>) -> (Result<Response<Body>>,
     let Some(route) = Route::parse(&decoded) else {
         return (Err(Error::EndpointNotFound), None);
     };
+    // A CORS preflight from a listed origin; any other OPTIONS is an unrouted method (405).
+    if cors::is_preflight(req.method(), req.headers())
+        && cors::listed_origin(req.headers(), &app.config.cors_origins).is_some()
+    {
+        return (Ok(cors::preflight(route.methods())), Some(route));
+    }
     if !route.methods().contains(req.method()) {
         let allow = route
             .methods()
@@ -124,7 +169,13 @@ async fn serve_route(app: &App, route: &Route, req: Request<Incoming>) -> Result
     let access = route.access(&method);
     // 3–4. Authenticate (CSRF for unsafe session requests), then the route's access rule.
     let credentials = Credentials::read(req.headers(), access);
-    let caller = authenticate(app, &credentials)?;
+    // SPEC §10.7: probes and the schema ignore credentials, so a bad key cannot fail them.
+    let caller = if matches!(route, Route::Health | Route::Metrics | Route::Schema) {
+        None
+    } else {
+        authenticate(app, &credentials)?
+    };
+    note_auth_kind(caller.as_ref());
     if caller.as_ref().is_some_and(|c| !c.is_key()) && is_unsafe(&method) && route.needs_csrf() {
         session::check_csrf(
             credentials.csrf_cookie.as_deref(),
@@ -158,6 +209,9 @@ async fn serve_route(app: &App, route: &Route, req: Request<Incoming>) -> Result
     {
         c.require_recent_login(app)?;
     }
+
+    // 7. The per-key rate limit; the other throttles depend on the body and come later.
+    key_rate_limit(app, caller.as_ref())?;
 
     // 8. The object, before the body.
     let target = match (route.user_segment(), &caller) {
@@ -329,6 +383,26 @@ fn authenticate(app: &App, credentials: &Credentials) -> Result<Option<Caller>> 
     Ok(Some(Caller::key(user, key)))
 }
 
+/// `--key-rate-limit`: every request authenticated with a key counts in that key's own bucket.
+fn key_rate_limit(app: &App, caller: Option<&Caller>) -> Result<()> {
+    let (Some(windows), Some(api::AuthKind::Key(key))) =
+        (&app.config.key_rate_limit, caller.map(|c| &c.auth))
+    else {
+        return Ok(());
+    };
+    let windows: Vec<(usize, i64)> = windows
+        .iter()
+        .map(|w| {
+            (
+                w.limit,
+                i64::try_from(w.window.as_secs()).unwrap_or(i64::MAX),
+            )
+        })
+        .collect();
+    app.throttles
+        .hit_windows("personal_api_key", &key.id, &windows, app.clock.now())
+}
+
 /// A duration in microseconds, for comparisons with stored times.
 pub fn micros(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
@@ -338,7 +412,7 @@ const HOUR: i64 = 3_600_000_000;
 
 /// `^Bearer\s+(\S.+)$`, case-sensitive scheme, surrounding whitespace trimmed. OAuth tokens
 /// (`pha_`) are not personal API keys and are ignored.
-fn bearer_token(header: &str) -> Option<&str> {
+pub fn bearer_token(header: &str) -> Option<&str> {
     let rest = header.strip_prefix("Bearer")?;
     if !rest.starts_with(|c: char| c.is_whitespace()) {
         return None;
@@ -387,6 +461,25 @@ mod tests {
         assert_eq!(bearer_token("Bearerphx_abc"), None);
         assert_eq!(bearer_token("Bearer "), None);
         assert_eq!(bearer_token("Bearer pha_oauth"), None);
+    }
+
+    #[tokio::test]
+    async fn a_server_error_gets_the_common_headers_and_hides_its_cause() {
+        use http_body_util::BodyExt;
+        let mut res = body::error(&Error::internal("disk on fire"));
+        let origin = HeaderValue::from_static("https://app.example.com");
+        common_headers(res.headers_mut(), "req-1", Some(origin));
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let h = res.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h[CACHE_CONTROL], "no-store");
+        assert_eq!(h[X_REQUEST_ID], "req-1");
+        assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            &bytes[..],
+            br#"{"type":"server_error","code":"error","detail":"A server error occurred.","attr":null}"#
+        );
     }
 
     #[test]
