@@ -236,6 +236,17 @@ impl Throttles {
     }
 }
 
+/// Above this many tracked keys, keys with no event in the last day (the longest window) are
+/// forgotten, so random emails or retired keys cannot grow the map without bound.
+const PRUNE_AT: usize = 10_000;
+const DAY_MICROS: Micros = 86_400_000_000;
+
+fn prune(map: &mut HashMap<(&'static str, String), Vec<Micros>>, now: Micros) {
+    if map.len() > PRUNE_AT {
+        map.retain(|_, events| events.last().is_some_and(|&t| t > now - DAY_MICROS));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,16 +307,5 @@ mod tests {
         }
         // Room again once the queue drained.
         queue.run(|| Ok(())).await.unwrap();
-    }
-}
-
-/// Above this many tracked keys, keys with no event in the last day (the longest window) are
-/// forgotten, so random emails or retired keys cannot grow the map without bound.
-const PRUNE_AT: usize = 10_000;
-const DAY_MICROS: Micros = 86_400_000_000;
-
-fn prune(map: &mut HashMap<(&'static str, String), Vec<Micros>>, now: Micros) {
-    if map.len() > PRUNE_AT {
-        map.retain(|_, events| events.last().is_some_and(|&t| t > now - DAY_MICROS));
     }
 }
