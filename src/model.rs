@@ -36,6 +36,12 @@ pub struct UserRow {
     pub shortcut_position: Option<String>,
     pub role_at_organization: Option<String>,
     pub passkeys_enabled_for_2fa: Option<bool>,
+    /// A confirmed TOTP device exists.
+    pub is_2fa_enabled: bool,
+    /// (organization id, level) of each membership, in membership order.
+    pub memberships: Vec<(i64, i64)>,
+    /// Scene personalisations in creation order.
+    pub scenes: Vec<ScenePersonalisation>,
 }
 
 #[derive(Debug, Clone)]
@@ -225,7 +231,7 @@ impl From<&OrgRow> for OrgSummary {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ScenePersonalisation {
     pub scene: String,
     pub dashboard: Option<i64>,

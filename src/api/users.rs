@@ -33,7 +33,9 @@ const ROLES: &[&str] = &[
 /// The user object as `caller` sees it; a lazily chosen org/team is persisted in the background.
 fn user_object(app: &App, user: UserRow, caller: &Caller) -> Result<UserOut> {
     let sensitive = caller.sensitive_session_expires_at(app);
-    let (out, chosen) = app.db.read(|conn| users::object(conn, user, sensitive))?;
+    let (out, chosen) = app
+        .db
+        .read_cached(|conn, cache| cache.objects.build(conn, user, sensitive))?;
     persist_choice(app, out.id, chosen);
     Ok(out)
 }
@@ -79,13 +81,12 @@ pub async fn list(app: &App, caller: &Caller, info: &RequestInfo) -> Result<Resp
     let sensitive = caller.sensitive_session_expires_at(app);
     let (count, results, chosen) = app
         .db
-        .read_blocking(move |conn| {
-            let (count, rows) = users::list(conn, &filter, limit, offset)?;
+        .read_blocking(move |conn, cache| {
+            let (count, rows) = users::list(conn, cache, &filter, limit, offset)?;
             let mut results = Vec::with_capacity(rows.len());
             let mut chosen = Vec::new();
-            let mut builder = users::ObjectBuilder::default();
             for row in rows {
-                let (out, choice) = builder.build(conn, row, sensitive)?;
+                let (out, choice) = cache.objects.build(conn, row, sensitive)?;
                 if let Some(c) = choice {
                     chosen.push((out.id, c));
                 }
@@ -462,7 +463,9 @@ pub async fn scene_personalisation(
         Some(v) => fields::string("scene", v, 200, false)?,
     };
     let user = target.user().clone();
-    let (_, team) = app.db.read(|conn| users::effective_current(conn, &user))?;
+    let (_, team) = app
+        .db
+        .read_cached(|conn, cache| cache.objects.effective_current(conn, &user))?;
     let Some(team) = team else {
         return Err(Error::field(
             "dashboard",

@@ -14,6 +14,7 @@ pub mod sessions;
 pub mod two_factor;
 pub mod users;
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -47,7 +48,7 @@ pub struct Db {
 
 struct Inner {
     path: PathBuf,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<Vec<Reader>>,
     jobs: Mutex<mpsc::Sender<Job>>,
     queue_depth: AtomicUsize,
 }
@@ -150,19 +151,43 @@ impl Db {
     /// Runs a short read inline on the calling thread with a pooled read-only connection.
     /// Meant for indexed point reads that take microseconds; longer scans use `read_blocking`.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.read_cached(|conn, _| f(conn))
+    }
+
+    /// `read`, with the connection's `ReadCache`: what was read through this connection since
+    /// the database last changed. `PRAGMA data_version` moves with every commit by any other
+    /// connection (the writer, or a CLI in another process), and the cache is emptied then, so
+    /// a cached answer is never older than the last commit.
+    pub fn read_cached<T>(
+        &self,
+        f: impl FnOnce(&Connection, &mut ReadCache) -> Result<T>,
+    ) -> Result<T> {
         let pooled = self
             .inner
             .readers
             .lock()
             .map_err(|_| Error::internal("reader pool poisoned"))?
             .pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => open_reader(&self.inner.path)?,
+        let mut reader = match pooled {
+            Some(r) => r,
+            None => Reader {
+                conn: open_reader(&self.inner.path)?,
+                cache: ReadCache::default(),
+            },
         };
-        let out = f(&conn);
+        let version: i64 = reader
+            .conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        if reader.cache.version != Some(version) {
+            reader.cache = ReadCache {
+                version: Some(version),
+                ..ReadCache::default()
+            };
+        }
+        let out = f(&reader.conn, &mut reader.cache);
         if let Ok(mut pool) = self.inner.readers.lock() {
-            pool.push(conn);
+            pool.push(reader);
         }
         out
     }
@@ -171,12 +196,67 @@ impl Db {
     pub async fn read_blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection, &mut ReadCache) -> Result<T> + Send + 'static,
     {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.read(f))
+        tokio::task::spawn_blocking(move || db.read_cached(f))
             .await
             .map_err(Error::internal)?
+    }
+}
+
+/// A pooled read-only connection and its cache.
+struct Reader {
+    conn: Connection,
+    cache: ReadCache,
+}
+
+/// What one reader connection has read since the database last changed (see `read_cached`).
+#[derive(Default)]
+pub struct ReadCache {
+    version: Option<i64>,
+    /// Organizations and teams for user objects.
+    pub objects: users::ObjectBuilder,
+    /// Key digest → the key and its user, for keys that authenticated.
+    pub keys: HashMap<String, (keys::KeyRow, crate::model::UserRow)>,
+    /// Ids of all active users in order: the count and any page offset of the staff listing.
+    pub active_ids: Option<Vec<i64>>,
+}
+
+/// Past this many cached keys the key cache starts over, to bound memory.
+const MAX_CACHED_KEYS: usize = 10_000;
+
+impl ReadCache {
+    /// The key with this digest and its active user (see `keys::authenticate`), cached.
+    pub fn key(
+        &mut self,
+        conn: &Connection,
+        digest: &str,
+    ) -> Result<Option<(keys::KeyRow, crate::model::UserRow)>> {
+        if let Some(hit) = self.keys.get(digest) {
+            return Ok(Some(hit.clone()));
+        }
+        let found = keys::authenticate(conn, digest)?;
+        if let Some(hit) = &found {
+            if self.keys.len() >= MAX_CACHED_KEYS {
+                self.keys.clear();
+            }
+            self.keys.insert(digest.to_owned(), hit.clone());
+        }
+        Ok(found)
+    }
+
+    /// Ids of every active user, ascending.
+    pub fn active_ids(&mut self, conn: &Connection) -> Result<&[i64]> {
+        if self.active_ids.is_none() {
+            let mut stmt =
+                conn.prepare_cached("SELECT id FROM users WHERE is_active = 1 ORDER BY id")?;
+            let ids = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            self.active_ids = Some(ids);
+        }
+        Ok(self.active_ids.as_deref().unwrap_or_default())
     }
 }
 

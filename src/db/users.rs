@@ -8,23 +8,37 @@ use crate::error::Result;
 use std::collections::HashMap;
 
 use crate::model::{
-    OrgRow, Organization, OrganizationBasic, ScenePersonalisation, TeamBasic, UserContext, UserOut,
-    UserRow,
+    OrgRow, Organization, OrganizationBasic, TeamBasic, UserContext, UserOut, UserRow,
 };
 
 use super::orgs;
 
-/// Columns read into a `UserRow`, in `user_from_row`'s order.
+/// Columns read into a `UserRow`, in `user_from_row`'s order. The last three gather what the
+/// user object needs from other tables (2FA, memberships, scenes) in the same query, so one
+/// indexed row read yields a whole user.
 pub const COLUMNS: &str = "u.id, u.uuid, u.distinct_id, u.email, u.pending_email, \
     u.is_email_verified, (u.password <> '' AND substr(u.password, 1, 1) <> '!'), u.first_name, \
     u.last_name, u.is_staff, u.is_active, u.date_joined, u.current_organization_id, \
     u.current_team_id, u.notification_settings, u.anonymize_data, u.allow_impersonation, \
     u.toolbar_mode, u.events_column_config, u.has_seen_product_intro_for, u.theme_mode, \
     u.hedgehog_config, u.allow_sidebar_suggestions, u.shortcut_position, \
-    u.role_at_organization, u.passkeys_enabled_for_2fa";
+    u.role_at_organization, u.passkeys_enabled_for_2fa, \
+    EXISTS (SELECT 1 FROM totp_devices d WHERE d.user_id = u.id), \
+    (SELECT json_group_array(json_array(m.organization_id, m.level) ORDER BY m.id) \
+       FROM memberships m WHERE m.user_id = u.id), \
+    (SELECT json_group_array(json_object('scene', s.scene, 'dashboard', s.dashboard) ORDER BY s.id) \
+       FROM scene_personalisations s WHERE s.user_id = u.id)";
 
 /// Number of columns in `COLUMNS`, for queries that select more after them.
-pub const COLUMN_COUNT: usize = 26;
+pub const COLUMN_COUNT: usize = 29;
+
+/// A JSON text column made by `json_group_array`.
+fn json_list<T: serde::de::DeserializeOwned>(r: &Row, at: usize) -> rusqlite::Result<Vec<T>> {
+    let text: String = r.get(at)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
 
 pub fn from_row(r: &Row, at: usize) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
@@ -54,6 +68,9 @@ pub fn from_row(r: &Row, at: usize) -> rusqlite::Result<UserRow> {
         shortcut_position: r.get(at + 23)?,
         role_at_organization: r.get(at + 24)?,
         passkeys_enabled_for_2fa: r.get(at + 25)?,
+        is_2fa_enabled: r.get(at + 26)?,
+        memberships: json_list(r, at + 27)?,
+        scenes: json_list(r, at + 28)?,
     })
 }
 
@@ -207,13 +224,40 @@ impl Filter {
     }
 }
 
-/// Total matching users and one page of them, ordered by id.
+/// Total matching users and one page of them, ordered by id. The unfiltered listing of all
+/// active users (the staff view) uses the cached ordered ids, so a deep page costs an index
+/// seek rather than a scan of every row before it.
 pub fn list(
     conn: &Connection,
+    cache: &mut super::ReadCache,
     filter: &Filter,
     limit: i64,
     offset: i64,
 ) -> Result<(i64, Vec<UserRow>)> {
+    let unfiltered = filter.email.is_none()
+        && filter.is_staff.is_none()
+        && filter.only_id.is_none()
+        && !filter.include_inactive;
+    if unfiltered {
+        let ids = cache.active_ids(conn)?;
+        let count = ids.len() as i64;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(ids.len());
+        let end = start
+            .saturating_add(usize::try_from(limit).unwrap_or(0))
+            .min(ids.len());
+        let (Some(&first), Some(&last)) = (ids.get(start), ids[start..end].last()) else {
+            return Ok((count, Vec::new()));
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM users u WHERE u.id BETWEEN ?1 AND ?2 AND u.is_active = 1 \
+             ORDER BY u.id"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map([first, last], |r| from_row(r, 0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        return Ok((count, rows));
+    }
     let (wh, mut values) = filter.sql();
     let count: i64 = conn
         .prepare_cached(&format!("SELECT count(*) FROM users u {wh}"))?
@@ -242,54 +286,42 @@ pub fn list(
 /// A user's current organization and team ids.
 pub type Current = (Option<i64>, Option<i64>);
 
-/// The organization and team a user works in: the stored ones, or when none is stored, the
-/// deterministic choice of SPEC §10.3 (current org if set, else earliest membership; then its
-/// lowest team id).
-pub fn effective_current(conn: &Connection, user: &UserRow) -> Result<Current> {
-    if user.current_team_id.is_some() {
-        return Ok((user.current_organization_id, user.current_team_id));
-    }
-    let org = match user.current_organization_id {
-        Some(id) => Some(id),
-        None => conn
-            .prepare_cached(
-                "SELECT organization_id FROM memberships WHERE user_id = ?1 ORDER BY id LIMIT 1",
-            )?
-            .query_row([user.id], |r| r.get(0))
-            .optional()?,
-    };
-    let team = match org {
-        Some(org) => orgs::first_team_id(conn, org)?,
-        None => None,
-    };
-    Ok((org, team))
-}
-
-/// Builds user objects. Organizations and teams are cached for the builder's lifetime: a page
-/// of users mostly shares them, and `member_count` counts a whole organization.
+/// Builds user objects. Organizations (with their teams and member count) and teams are
+/// cached for the builder's lifetime: a page of users mostly shares them, and a builder kept
+/// in a `ReadCache` lives until the database next changes.
 #[derive(Default)]
 pub struct ObjectBuilder {
-    orgs: HashMap<i64, Option<(OrgRow, Vec<TeamBasic>, i64)>>,
+    orgs: HashMap<i64, Option<CachedOrg>>,
     teams: HashMap<i64, Option<TeamBasic>>,
 }
 
+/// An organization with its teams (by id) and active member count.
+#[derive(Clone)]
+struct CachedOrg {
+    row: OrgRow,
+    teams: Vec<TeamBasic>,
+    member_count: i64,
+}
+
+/// Past this many cached entries a builder starts over, to bound memory.
+const MAX_CACHED: usize = 10_000;
+
 impl ObjectBuilder {
-    fn organization(
-        &mut self,
-        conn: &Connection,
-        id: i64,
-    ) -> Result<Option<(OrgRow, Vec<TeamBasic>, i64)>> {
+    fn organization(&mut self, conn: &Connection, id: i64) -> Result<Option<CachedOrg>> {
         if let Some(org) = self.orgs.get(&id) {
             return Ok(org.clone());
         }
         let org = match orgs::get(conn, id)? {
-            Some(org) => {
-                let teams = orgs::teams_of(conn, &org)?;
-                let count = orgs::member_count(conn, id)?;
-                Some((org, teams, count))
-            }
+            Some(row) => Some(CachedOrg {
+                teams: orgs::teams_of(conn, &row)?,
+                member_count: orgs::member_count(conn, id)?,
+                row,
+            }),
             None => None,
         };
+        if self.orgs.len() >= MAX_CACHED {
+            self.orgs.clear();
+        }
         self.orgs.insert(id, org.clone());
         Ok(org)
     }
@@ -299,8 +331,30 @@ impl ObjectBuilder {
             return Ok(team.clone());
         }
         let team = orgs::team(conn, id)?;
+        if self.teams.len() >= MAX_CACHED {
+            self.teams.clear();
+        }
         self.teams.insert(id, team.clone());
         Ok(team)
+    }
+
+    /// The organization and team a user works in: the stored ones, or when no team is stored,
+    /// the deterministic choice of SPEC §10.3 (the current org if set, else the earliest
+    /// membership; then its lowest team id).
+    pub fn effective_current(&mut self, conn: &Connection, user: &UserRow) -> Result<Current> {
+        if user.current_team_id.is_some() {
+            return Ok((user.current_organization_id, user.current_team_id));
+        }
+        let org = user
+            .current_organization_id
+            .or_else(|| user.memberships.first().map(|(org, _)| *org));
+        let team = match org {
+            Some(id) => self
+                .organization(conn, id)?
+                .and_then(|o| o.teams.first().map(|t| t.id)),
+            None => None,
+        };
+        Ok((org, team))
     }
 
     /// The user object as the API shows it, and the lazily chosen org/team to persist if any.
@@ -310,50 +364,38 @@ impl ObjectBuilder {
         user: UserRow,
         sensitive_session_expires_at: Option<Micros>,
     ) -> Result<(UserOut, Option<Current>)> {
-        let (org_id, team_id) = effective_current(conn, &user)?;
+        let (org_id, team_id) = self.effective_current(conn, &user)?;
         let chosen = ((org_id, team_id) != (user.current_organization_id, user.current_team_id))
             .then_some((org_id, team_id));
 
-        let memberships = orgs::memberships_of(conn, user.id)?;
         let level_in = |id: i64| {
-            memberships
+            user.memberships
                 .iter()
-                .find(|(o, _)| o.id == id)
-                .map(|(_, l)| *l)
+                .find(|(org, _)| *org == id)
+                .map(|(_, level)| *level)
         };
         let organization = match org_id {
             Some(id) => self
                 .organization(conn, id)?
-                .map(|(org, teams, count)| Organization::new(&org, level_in(id), teams, count)),
+                .map(|o| Organization::new(&o.row, level_in(id), o.teams, o.member_count)),
             None => None,
         };
         let team = match team_id {
             Some(id) => self.team(conn, id)?,
             None => None,
         };
-        let organizations = memberships
-            .iter()
-            .map(|(org, level)| OrganizationBasic::new(org, *level))
-            .collect();
-
-        let mut stmt = conn.prepare_cached(
-            "SELECT scene, dashboard FROM scene_personalisations WHERE user_id = ?1 ORDER BY id",
-        )?;
-        let scene_personalisation = stmt
-            .query_map([user.id], |r| {
-                Ok(ScenePersonalisation {
-                    scene: r.get(0)?,
-                    dashboard: r.get(1)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-
+        let mut organizations = Vec::with_capacity(user.memberships.len());
+        for &(id, level) in &user.memberships {
+            if let Some(o) = self.organization(conn, id)? {
+                organizations.push(OrganizationBasic::new(&o.row, level));
+            }
+        }
         let ctx = UserContext {
             team,
             organization,
             organizations,
-            scene_personalisation,
-            is_2fa_enabled: super::two_factor::has_device(conn, user.id)?,
+            scene_personalisation: user.scenes.clone(),
+            is_2fa_enabled: user.is_2fa_enabled,
         };
         Ok((
             UserOut::new(user, ctx, sensitive_session_expires_at),

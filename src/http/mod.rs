@@ -372,7 +372,7 @@ fn authenticate(app: &App, credentials: &Credentials) -> Result<Option<Caller>> 
         return Ok(None);
     };
     let digest = api_key::digest(token);
-    let Some((key, user)) = app.db.read(|conn| keys::authenticate(conn, &digest))? else {
+    let Some((key, user)) = app.db.read_cached(|conn, cache| cache.key(conn, &digest))? else {
         return Err(Error::BadApiKey);
     };
     if key.last_used_at.is_none_or(|t| now - t >= HOUR) {
