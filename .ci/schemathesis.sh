@@ -47,7 +47,6 @@ DB="$WORK/usersvc.sqlite3"
 STAFF=staff@example.com
 # Random and strong (the password rules apply); it never appears in argv.
 PASSWORD="pw-$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
-export PASSWORD
 "$BIN" --db "$DB" seed --users 50 >/dev/null
 printf '%s\n' "$PASSWORD" | "$BIN" --db "$DB" users create --email "$STAFF" --staff \
     --org example-organization --password-stdin >/dev/null
@@ -96,7 +95,7 @@ run_pass() {
 # The session for pass 2, logged in the way a browser does it, before pass 1: schemathesis
 # learns the staff address from responses and its failed logins would lock it (SPEC §3.2).
 # Nothing a key can do ends a session.
-if ! read -r SESSION CSRF < <(URL="$URL" EMAIL="$STAFF" "$VENV/bin/python" - <<'PY'
+if ! read -r SESSION CSRF < <(URL="$URL" EMAIL="$STAFF" PASSWORD="$PASSWORD" "$VENV/bin/python" - <<'PY'
 import json, os, urllib.request
 
 body = json.dumps({"email": os.environ["EMAIL"], "password": os.environ["PASSWORD"]}).encode()

@@ -39,23 +39,34 @@ request = function()
   return wrk.format("GET", "/api/users/?limit=100&offset=" .. offset)
 end
 LUA
+# wrk.format() replaces wrk.headers when given a table, so copy them (Host, Authorization).
+cat > "$WORK/json_headers.lua" <<'LUA'
+function json_headers()
+  local h = {}
+  for k, v in pairs(wrk.headers) do h[k] = v end
+  h["Content-Type"] = "application/json"
+  return h
+end
+LUA
 cat > "$WORK/patch.lua" <<LUA
 dofile("$WORK/uuids.lua")
+dofile("$WORK/json_headers.lua")
 math.randomseed(os.time())
 local n = 0
 request = function()
   n = n + 1
   local uuid = uuids[math.random(1, #uuids)]
   local body = '{"first_name":"bench' .. n .. '"}'
-  return wrk.format("PATCH", "/api/users/" .. uuid .. "/", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("PATCH", "/api/users/" .. uuid .. "/", json_headers(), body)
 end
 LUA
 cat > "$WORK/login.lua" <<LUA
+dofile("$WORK/json_headers.lua")
 math.randomseed(os.time())
 request = function()
   local i = math.random(1, $USERS)
   local body = '{"email":"user' .. i .. '@example.com","password":"$PASSWORD"}'
-  return wrk.format("POST", "/api/login/", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/api/login/", json_headers(), body)
 end
 LUA
 
@@ -71,13 +82,16 @@ start_server() {
   STARTUP_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
 }
 
-# wrk → "req/s p50 p99" (latencies in ms)
+# wrk → "req/s p50 p99" (latencies in ms). Any non-2xx answer fails the benchmark: a fast
+# error is not a result.
 run_wrk() {
   local conns=$1; shift
-  wrk -t2 -c"$conns" -d"$DURATION" --latency "$@" | awk '
+  wrk -t2 -c"$conns" -d"$DURATION" --latency "$@" | tee -a "$WORK/wrk.log" | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
-    END { printf "%.0f %.2f %.2f\n", rps, p50, p99 }'
+    /Non-2xx/ { bad = $NF }
+    END { if (bad) { print "non-2xx responses: " bad > "/dev/stderr"; exit 1 }
+          printf "%.0f %.2f %.2f\n", rps, p50, p99 }'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

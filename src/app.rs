@@ -27,7 +27,11 @@ pub struct App {
     /// This server's Prometheus registry (per `App`, so in-process test servers do not share
     /// counters).
     pub metrics: Metrics,
+    /// The last health probe: when, and its outcome (see `api::health`).
+    pub health: Arc<Mutex<Option<HealthProbe>>>,
 }
+
+pub type HealthProbe = (std::time::Instant, std::result::Result<(), String>);
 
 impl App {
     pub fn new(db: Db, clock: Clock, config: ServeConfig, bound: SocketAddr) -> Result<Self> {
@@ -47,6 +51,7 @@ impl App {
             throttles: Arc::new(Throttles::new(metrics.clone())),
             mailer,
             metrics,
+            health: Arc::new(Mutex::new(None)),
         })
     }
 

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::api::fields;
 use crate::clock::{Micros, iso};
@@ -258,7 +259,7 @@ pub struct UserOut {
     pub email: String,
     pub pending_email: Option<String>,
     pub is_email_verified: Option<bool>,
-    pub notification_settings: serde_json::Map<String, Value>,
+    pub notification_settings: Box<RawValue>,
     pub anonymize_data: Option<bool>,
     pub allow_impersonation: Option<bool>,
     pub toolbar_mode: Option<String>,
@@ -272,14 +273,14 @@ pub struct UserOut {
     pub team: Option<TeamBasic>,
     pub organization: Option<Organization>,
     pub organizations: Vec<OrganizationBasic>,
-    pub events_column_config: Value,
+    pub events_column_config: Box<RawValue>,
     pub is_2fa_enabled: bool,
     pub has_social_auth: bool,
     pub has_sso_enforcement: bool,
-    pub has_seen_product_intro_for: Option<Value>,
+    pub has_seen_product_intro_for: Option<Box<RawValue>>,
     pub scene_personalisation: Vec<ScenePersonalisation>,
     pub theme_mode: Option<String>,
-    pub hedgehog_config: Option<Value>,
+    pub hedgehog_config: Option<Box<RawValue>>,
     pub allow_sidebar_suggestions: Option<bool>,
     pub shortcut_position: Option<String>,
     pub role_at_organization: Option<String>,
@@ -289,8 +290,35 @@ pub struct UserOut {
     pub is_active: Option<bool>,
 }
 
-fn parse_json(text: Option<&str>) -> Option<Value> {
-    text.and_then(|t| serde_json::from_str(t).ok())
+/// Stored JSON passed through as is: checked, not rebuilt (a user object is serialized far
+/// more often than it is written).
+fn raw_json(text: Option<&str>) -> Option<Box<RawValue>> {
+    text.and_then(|t| RawValue::from_string(t.to_owned()).ok())
+}
+
+/// `notification_settings` as shown: `{**defaults, **stored}` (reference §4.3). Users who never
+/// wrote any share one rendering of the defaults.
+fn notification_settings(stored: Option<&str>) -> Box<RawValue> {
+    static DEFAULTS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let stored = stored.and_then(|t| match serde_json::from_str(t) {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    });
+    let text = match stored {
+        None => DEFAULTS
+            .get_or_init(|| {
+                serde_json::to_string(&fields::notification_settings_for_output(None))
+                    .unwrap_or_default()
+            })
+            .clone(),
+        Some(map) => serde_json::to_string(&fields::notification_settings_for_output(Some(&map)))
+            .unwrap_or_default(),
+    };
+    RawValue::from_string(text).unwrap_or_else(|_| empty_object())
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).unwrap_or_default()
 }
 
 impl UserOut {
@@ -299,10 +327,6 @@ impl UserOut {
         ctx: UserContext,
         sensitive_session_expires_at: Option<Micros>,
     ) -> Self {
-        let stored_settings = match parse_json(user.notification_settings.as_deref()) {
-            Some(Value::Object(map)) => Some(map),
-            _ => None,
-        };
         UserOut {
             date_joined: iso(user.date_joined),
             uuid: user.uuid,
@@ -312,9 +336,7 @@ impl UserOut {
             email: user.email,
             pending_email: user.pending_email,
             is_email_verified: user.is_email_verified,
-            notification_settings: fields::notification_settings_for_output(
-                stored_settings.as_ref(),
-            ),
+            notification_settings: notification_settings(user.notification_settings.as_deref()),
             anonymize_data: user.anonymize_data,
             allow_impersonation: user.allow_impersonation,
             toolbar_mode: user.toolbar_mode,
@@ -328,15 +350,15 @@ impl UserOut {
             team: ctx.team,
             organization: ctx.organization,
             organizations: ctx.organizations,
-            events_column_config: parse_json(Some(&user.events_column_config))
-                .unwrap_or_else(|| serde_json::json!({"active": "DEFAULT"})),
+            events_column_config: raw_json(Some(&user.events_column_config))
+                .unwrap_or_else(empty_object),
             is_2fa_enabled: ctx.is_2fa_enabled,
             has_social_auth: false,
             has_sso_enforcement: false,
-            has_seen_product_intro_for: parse_json(user.has_seen_product_intro_for.as_deref()),
+            has_seen_product_intro_for: raw_json(user.has_seen_product_intro_for.as_deref()),
             scene_personalisation: ctx.scene_personalisation,
             theme_mode: user.theme_mode,
-            hedgehog_config: parse_json(user.hedgehog_config.as_deref()),
+            hedgehog_config: raw_json(user.hedgehog_config.as_deref()),
             allow_sidebar_suggestions: user.allow_sidebar_suggestions,
             shortcut_position: Some(user.shortcut_position.unwrap_or_else(|| "above".into())),
             role_at_organization: user.role_at_organization,

@@ -757,8 +757,10 @@ fn health_answers_while_the_database_does_and_ignores_credentials() {
     //    database at its path does not answer.
     let moved = env.dir.path().join("moved-away.sqlite3");
     std::fs::rename(&env.db, &moved).unwrap();
+    outlive_health_cache();
     unavailable(&server.send("GET", "/_health", "/_health", Auth::None, None));
     std::fs::rename(&moved, &env.db).unwrap();
+    outlive_health_cache();
     let res = server.send("GET", "/_health", "/_health", Auth::None, None);
     assert_eq!(res.status, 200, "back: {}", res.text());
 
@@ -771,11 +773,18 @@ fn health_answers_while_the_database_does_and_ignores_credentials() {
             .unwrap();
     }
     let original = corrupt_header(&env.db);
+    outlive_health_cache();
     unavailable(&server.send("GET", "/_health", "/_health", Auth::None, None));
     restore_header(&env.db, &original);
+    outlive_health_cache();
     let res = server.send("GET", "/_health", "/_health", Auth::None, None);
     assert_eq!(res.status, 200, "restored: {}", res.text());
     server.stop();
+}
+
+/// A health answer is reused for `HEALTH_CACHE`; wait it out after changing the database.
+fn outlive_health_cache() {
+    std::thread::sleep(usersvc::api::HEALTH_CACHE + std::time::Duration::from_millis(100));
 }
 
 /// Overwrites the first 4 KiB (the header and the first page) with garbage; returns them.

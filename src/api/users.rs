@@ -122,13 +122,22 @@ pub async fn list(app: &App, caller: &Caller, info: &RequestInfo) -> Result<Resp
     });
     body::json(
         StatusCode::OK,
-        &serde_json::json!({
-            "count": count,
-            "next": next,
-            "previous": previous,
-            "results": results,
-        }),
+        &Page {
+            count,
+            next,
+            previous,
+            results,
+        },
     )
+}
+
+/// The list envelope, serialized straight from the user objects.
+#[derive(serde::Serialize)]
+struct Page {
+    count: i64,
+    next: Option<String>,
+    previous: Option<String>,
+    results: Vec<UserOut>,
 }
 
 /// `--site-url`, else `http://` + Host, else the bound address (SPEC §10.4).

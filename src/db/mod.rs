@@ -51,6 +51,9 @@ struct Inner {
     readers: Mutex<Vec<Reader>>,
     jobs: Mutex<mpsc::Sender<Job>>,
     queue_depth: AtomicUsize,
+    /// One permit per core for reads on the blocking pool: more would only add reader
+    /// connections (each with its page cache and `ReadCache`) competing for the same cores.
+    blocking_reads: tokio::sync::Semaphore,
 }
 
 impl Db {
@@ -66,6 +69,9 @@ impl Db {
                 readers: Mutex::new(Vec::new()),
                 jobs: Mutex::new(tx),
                 queue_depth: AtomicUsize::new(0),
+                blocking_reads: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                ),
             }),
         };
         let weak = Arc::downgrade(&db.inner);
@@ -198,6 +204,12 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut ReadCache) -> Result<T> + Send + 'static,
     {
+        let _permit = self
+            .inner
+            .blocking_reads
+            .acquire()
+            .await
+            .map_err(Error::internal)?;
         let db = self.clone();
         tokio::task::spawn_blocking(move || db.read_cached(f))
             .await
