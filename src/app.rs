@@ -47,7 +47,7 @@ impl App {
             clock,
             config: Arc::new(config),
             bound,
-            hash_queue: HashQueue::new(cores),
+            hash_queue: HashQueue::new(cores)?,
             throttles: Arc::new(Throttles::new(metrics.clone())),
             mailer,
             metrics,
@@ -82,14 +82,47 @@ struct HashQueue {
     admitted: Arc<Semaphore>,
     /// Hashes running: one per core.
     running: Arc<Semaphore>,
+    /// The hashing threads' work queue.
+    jobs: Arc<Mutex<std::sync::mpsc::Sender<HashJob>>>,
 }
 
+type HashJob = Box<dyn FnOnce() + Send>;
+
 impl HashQueue {
-    fn new(cores: usize) -> Self {
-        HashQueue {
+    /// Starts one hashing thread per core at the lowest scheduling priority: a login flood
+    /// then uses idle CPU only, and ordinary requests keep their latency (the scheduler runs
+    /// the async workers first whenever they have work).
+    fn new(cores: usize) -> Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..cores {
+            let rx = Arc::clone(&rx);
+            std::thread::Builder::new()
+                .name(format!("usersvc-hash-{i}"))
+                .spawn(move || {
+                    if let Err(e) = thread_priority::set_current_thread_priority(
+                        thread_priority::ThreadPriority::Min,
+                    ) {
+                        tracing::debug!("cannot lower the hashing thread's priority: {e:?}");
+                    }
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(Error::internal)?;
+        }
+        Ok(HashQueue {
             admitted: Arc::new(Semaphore::new(cores * (1 + HASH_WAITING_PER_CORE))),
             running: Arc::new(Semaphore::new(cores)),
-        }
+            jobs: Arc::new(Mutex::new(tx)),
+        })
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T>
@@ -104,14 +137,20 @@ impl HashQueue {
             .acquire_owned()
             .await
             .map_err(Error::internal)?;
-        // The permits move into the blocking task: if the client goes away mid-hash, the hash
-        // keeps its core until it finishes, so the bound stays true.
-        tokio::task::spawn_blocking(move || {
+        // The permits move into the job: if the client goes away mid-hash, the hash keeps its
+        // core until it finishes, so the bound stays true.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: HashJob = Box::new(move || {
             let _permits = (admitted, running);
-            f()
-        })
-        .await
-        .map_err(Error::internal)?
+            let _ = tx.send(f());
+        });
+        self.jobs
+            .lock()
+            .map_err(|_| Error::internal("hash queue poisoned"))?
+            .send(job)
+            .map_err(|_| Error::internal("hashing threads stopped"))?;
+        rx.await
+            .map_err(|_| Error::internal("a hash job was lost"))?
     }
 }
 
@@ -281,7 +320,7 @@ mod tests {
 
     #[tokio::test]
     async fn hash_queue_refuses_beyond_sixteen_waiting_per_core() {
-        let queue = HashQueue::new(1);
+        let queue = HashQueue::new(1).unwrap();
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let release_rx = Arc::new(Mutex::new(release_rx));
         // One running (blocked until released) and sixteen waiting behind it.

@@ -77,15 +77,6 @@ impl Mailer {
         })
     }
 
-    /// A mailer that sends nothing (email not configured).
-    pub fn disabled(site_url: String) -> Mailer {
-        Mailer {
-            transport: None,
-            from: "usersvc@localhost".into(),
-            site_url,
-        }
-    }
-
     pub fn configured(&self) -> bool {
         self.transport.is_some()
     }
