@@ -31,7 +31,7 @@ pub fn code(secret: &[u8], step: i64) -> u32 {
         .with_step_duration(STEP_SECONDS as u64)
         .with_secret(secret.to_vec())
         .build_noncompliant();
-    let time = u64::try_from(step.max(0) * STEP_SECONDS).unwrap_or(0);
+    let time = u64::try_from(step.max(0).saturating_mul(STEP_SECONDS)).unwrap_or(0);
     totp.generate(time).to_string().parse().unwrap_or(u32::MAX)
 }
 
