@@ -345,6 +345,7 @@ fn migrate_status_reports_without_changing_anything() {
         {"version": 1, "name": "init"},
         {"version": 2, "name": "sessions_2fa_email"},
         {"version": 3, "name": "key_scoping"},
+        {"version": 4, "name": "member_counts"},
     ]);
     let status = cli.run(&["migrate", "--status", "--json"]).json();
     assert_eq!(status, json!({"applied": [], "pending": all}));

@@ -156,12 +156,10 @@ pub fn first_team_id(conn: &Connection, org_id: i64) -> Result<Option<i64>> {
         .query_row([org_id], |r| r.get(0))?)
 }
 
+/// Active members of the organization (kept by the triggers of migration V4).
 pub fn member_count(conn: &Connection, org_id: i64) -> Result<i64> {
     Ok(conn
-        .prepare_cached(
-            "SELECT count(*) FROM memberships m JOIN users u ON u.id = m.user_id \
-             WHERE m.organization_id = ?1 AND u.is_active = 1",
-        )?
+        .prepare_cached("SELECT member_count FROM organizations WHERE id = ?1")?
         .query_row([org_id], |r| r.get(0))?)
 }
 

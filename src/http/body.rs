@@ -54,11 +54,16 @@ pub fn json_object(headers: &HeaderMap, bytes: &[u8]) -> Result<Map<String, Valu
 /// A compact JSON response.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response<Body>> {
     let bytes = serde_json::to_vec(value).map_err(Error::internal)?;
+    Ok(json_bytes(status, bytes))
+}
+
+/// A response of already serialized JSON.
+pub fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
     let mut res = Response::new(Full::new(Bytes::from(bytes)));
     *res.status_mut() = status;
     res.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(res)
+    res
 }
 
 /// The error envelope for `err`, with `Allow` / `Retry-After` where they belong.

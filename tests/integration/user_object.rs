@@ -417,3 +417,47 @@ fn member_count_counts_the_orgs_members() {
     let key = srv.key(&user, &["user:read"]);
     assert_eq!(me(&srv, &key)["organization"]["member_count"], json!(4));
 }
+
+/// The count is kept by triggers: joining, leaving, deactivation, reactivation and deletion
+/// (the CLI, another process) all show on the very next request.
+#[test]
+fn member_count_follows_every_change_of_membership_and_activity() {
+    let srv = TestServer::start();
+    let org = srv.org("Acme");
+    let user = srv.user("alice@example.com", false);
+    srv.member(&user, &org, 1);
+    let key = srv.key(&user, &["user:read"]);
+    let count = || me(&srv, &key)["organization"]["member_count"].clone();
+    let bob = srv.user("bob@example.com", false);
+    let carol = srv.user("carol@example.com", false);
+    srv.member(&bob, &org, 1);
+    srv.member(&carol, &org, 8);
+    assert_eq!(count(), json!(3));
+    srv.member(&carol, &org, 15); // a level change is no new member
+    assert_eq!(count(), json!(3));
+    srv.set_active(&bob, false);
+    assert_eq!(count(), json!(2));
+    srv.member(&bob, &org, 1); // an inactive member does not count
+    assert_eq!(count(), json!(2));
+    srv.set_active(&bob, true);
+    assert_eq!(count(), json!(3));
+    assert!(
+        srv.cli(&[
+            "members",
+            "remove",
+            "--org",
+            &org.slug,
+            "--email",
+            "carol@example.com"
+        ])
+        .status
+        .success()
+    );
+    assert_eq!(count(), json!(2));
+    assert!(
+        srv.cli(&["users", "delete", "bob@example.com"])
+            .status
+            .success()
+    );
+    assert_eq!(count(), json!(1));
+}
