@@ -9,7 +9,12 @@ UPDATE organizations SET member_count = (
     WHERE m.organization_id = organizations.id AND u.is_active = 1
 );
 
-CREATE TRIGGER memberships_count_insert AFTER INSERT ON memberships BEGIN
+-- Holds a row only inside a bulk-loading transaction (`usersvc seed`): new memberships are then
+-- not counted one by one; the loader adds its total in the same transaction.
+CREATE TABLE bulk_load (id INTEGER PRIMARY KEY CHECK (id = 1));
+
+CREATE TRIGGER memberships_count_insert AFTER INSERT ON memberships
+WHEN NOT EXISTS (SELECT 1 FROM bulk_load) BEGIN
     UPDATE organizations
     SET member_count = member_count
         + coalesce((SELECT is_active FROM users WHERE id = NEW.user_id), 0)
