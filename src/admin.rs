@@ -677,7 +677,7 @@ fn insert_seed_users(
         };
         let inserted = insert_user.execute(params![
             auth::new_uuid(),
-            auth::random_token(32),
+            auth::random_base62(32),
             format!("user{i}@example.com"),
             password,
             now,

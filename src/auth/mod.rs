@@ -22,11 +22,6 @@ pub fn random_base62(n: usize) -> String {
         .collect()
 }
 
-/// A URL-safe random token of `n` characters (for `distinct_id`).
-pub fn random_token(n: usize) -> String {
-    random_base62(n)
-}
-
 /// `sha256$<hex>`: how session, email and API tokens are stored. They carry 256 random bits,
 /// so a fast unsalted hash is enough; a slow one would only slow every request.
 pub fn token_digest(token: &str) -> String {

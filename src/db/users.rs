@@ -142,7 +142,7 @@ pub fn insert(conn: &Connection, new: &NewUser, now: Micros) -> Result<i64> {
     )?
     .execute(params![
         crate::auth::new_uuid(),
-        crate::auth::random_token(32),
+        crate::auth::random_base62(32),
         new.email.trim(),
         email_key(new.email),
         new.password_hash,

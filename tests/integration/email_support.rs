@@ -2,6 +2,7 @@
 //! into a directory, reading those `.eml` files back, pulling the link tokens out of them, and
 //! fixtures the HTTP API has no route for (2FA on, a user with a password).
 
+pub use super::two_factor_support::session_from;
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -162,19 +163,6 @@ pub fn set_cookie(resp: &Resp, name: &str) -> Option<String> {
             let (k, val) = first.split_once('=')?;
             (k.trim() == name).then(|| val.trim().to_owned())
         })
-}
-
-/// The full session a response started; panics without both cookies.
-#[track_caller]
-pub fn session_from(resp: &Resp) -> Session {
-    Session {
-        token: set_cookie(resp, "sessionid")
-            .filter(|t| !t.is_empty())
-            .expect("sessionid cookie"),
-        csrf: set_cookie(resp, "posthog_csrftoken")
-            .filter(|t| !t.is_empty())
-            .expect("posthog_csrftoken cookie"),
-    }
 }
 
 /// `GET /api/users/@me/` on a session.

@@ -1,8 +1,10 @@
 //! Helpers for the session tests (`sessions`, `session_actions`): requests with exactly the
 //! cookies and headers a test wants, `Set-Cookie` parsing, mail-dir reading and polling.
 
+pub use super::support::{
+    assert_not_authenticated as assert_unauthenticated, db, ok_json as ok, poll,
+};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use usersvc::model::UserRow;
@@ -149,25 +151,6 @@ pub fn is_to(mail: &str, to: &str) -> bool {
     mail.lines().any(|l| l.trim_end() == header)
 }
 
-/// Polls `f` every 20 ms for up to 3 s until it returns `Some`.
-pub fn poll<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A connection to the server's database.
-pub fn db(srv: &TestServer) -> rusqlite::Connection {
-    usersvc::db::open_connection(&srv.db_path).expect("open db")
-}
-
 /// The stored password column of a user.
 pub fn stored_password(srv: &TestServer, user_id: i64) -> String {
     db(srv)
@@ -209,28 +192,4 @@ pub fn assert_reauth(res: &Resp) {
         REAUTH,
         None,
     );
-}
-
-/// Asserts 401 `not_authenticated`.
-#[track_caller]
-pub fn assert_unauthenticated(res: &Resp) {
-    res.assert_error(
-        401,
-        "authentication_error",
-        "not_authenticated",
-        "Authentication credentials were not provided.",
-        None,
-    );
-}
-
-/// Asserts 200 and returns the JSON body.
-#[track_caller]
-pub fn ok(res: &Resp) -> Value {
-    assert_eq!(
-        res.status,
-        200,
-        "body: {}",
-        String::from_utf8_lossy(&res.body)
-    );
-    res.json()
 }

@@ -219,9 +219,9 @@ pub fn db(srv: &TestServer) -> rusqlite::Connection {
     usersvc::db::open_connection(&srv.db_path).expect("open db")
 }
 
-/// Polls `f` every 20 ms for up to 2 s until it returns `Some`.
+/// Polls `f` every 20 ms for up to 3 s until it returns `Some`.
 pub fn poll<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         if let Some(v) = f() {
             return Some(v);
